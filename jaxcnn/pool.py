@@ -1,0 +1,280 @@
+"""Max and average pooling, each with its hand-derived backward beside it.
+
+Layout is channels-last: ``x`` is ``(batch, *spatial, channels)`` with one, two
+or three spatial dimensions; pooling acts on each channel separately and has no
+parameters (seed 004, "Pooling layer": f = 2, s = 2 are hyperparameters, "no
+parameters to learn"). ``stride=None`` means stride = window, the notes' 2×2
+stride 2. ``padding`` takes every form of :func:`jaxcnn.padding.normalize_padding`;
+max pooling pads with ``-inf`` and average pooling with zeros.
+
+Each op has ``grad="autodiff"`` (``lax.reduce_window``, differentiated by JAX)
+and ``grad="manual"`` (the same forward whose VJP is ``<op>_backward``, written
+with the explicit window machinery of :mod:`jaxcnn.patches`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcnn import manual, patches
+from jaxcnn import padding as padding_lib
+
+SPATIAL_RANKS = (1, 2, 3)
+
+
+class PoolConfig(NamedTuple):
+    """Normalised pooling arguments; ``out`` comes from ``padding.output_spatial``."""
+
+    window: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    pairs: padding_lib.Pairs
+    out: Tuple[int, ...]
+
+    @property
+    def dilation(self) -> Tuple[int, ...]:
+        return (1,) * len(self.window)
+
+
+def _check_input(x) -> None:
+    if jnp.ndim(x) - 2 not in SPATIAL_RANKS:
+        raise ValueError(
+            "x must have shape (batch, *spatial, channels) with 1, 2 or 3 spatial "
+            f"dimensions (rank 3, 4 or 5), got shape {jnp.shape(x)}"
+        )
+
+
+def pool_config(x, window, stride=None, padding="VALID") -> PoolConfig:
+    """Validates and normalises the arguments shared by every pooling function.
+
+    Args:
+      x: ``(batch, *spatial, channels)``.
+      window: an int or one int per spatial dimension.
+      stride: like ``window``; ``None`` means ``stride = window``.
+      padding: any form accepted by :func:`jaxcnn.padding.normalize_padding`.
+
+    Raises:
+      ValueError, TypeError: a bad argument, named in the message.
+    """
+    _check_input(x)
+    spatial = jnp.shape(x)[1:-1]
+    rank = len(spatial)
+    window = padding_lib.normalize_tuple(window, rank, "window")
+    stride = window if stride is None else padding_lib.normalize_tuple(stride, rank, "stride")
+    dilation = (1,) * rank
+    pairs = padding_lib.normalize_padding(padding, spatial, window, stride, dilation)
+    out = padding_lib.output_spatial(spatial, window, pairs, stride, dilation)
+    return PoolConfig(window, stride, pairs, out)
+
+
+def _check_count_include_pad(count_include_pad) -> None:
+    if not isinstance(count_include_pad, bool):
+        raise TypeError(f"count_include_pad must be True or False, got {count_include_pad!r}")
+
+
+def _check_cotangent(dy, x, config: PoolConfig) -> None:
+    expected = (jnp.shape(x)[0], *config.out, jnp.shape(x)[-1])
+    if jnp.shape(dy) != expected:
+        raise ValueError(f"dy must have the output shape {expected}, got shape {jnp.shape(dy)}")
+
+
+def _reduce(x, init, reducer, config: PoolConfig):
+    """``lax.reduce_window`` over the spatial axes with the normalised config.
+
+    ``init`` stays a concrete NumPy scalar (never a traced value) so that
+    ``reduce_window`` recognises the max/add monoid, which is what makes it
+    differentiable under ``jit``.
+    """
+    return lax.reduce_window(
+        x,
+        np.asarray(init, x.dtype),
+        reducer,
+        (1, *config.window, 1),
+        (1, *config.stride, 1),
+        ((0, 0), *config.pairs, (0, 0)),
+    )
+
+
+def _padded_spatial(x, config: PoolConfig):
+    """Spatial shape of ``x`` after padding, read off ``pad_spatial`` itself."""
+    shape = jax.eval_shape(
+        lambda v: patches.pad_spatial(v, config.pairs), jax.ShapeDtypeStruct(x.shape, x.dtype)
+    )
+    return shape.shape[1:-1]
+
+
+def _fold_and_crop(dpatches, x, config: PoolConfig):
+    """Scatter-adds window cotangents onto the padded input, then drops the padding."""
+    dx_padded = patches.fold_patches(
+        dpatches, _padded_spatial(x, config), config.window, config.stride, config.dilation
+    )
+    return patches.pad_spatial(dx_padded, [(-lo, -hi) for lo, hi in config.pairs])
+
+
+# --------------------------------------------------------------------------- max
+
+
+def _max_pool_forward(x, *, config: PoolConfig):
+    return _reduce(x, -jnp.inf, lax.max, config)
+
+
+def max_pool_backward(dy, x, window, stride=None, padding="VALID"):
+    """Hand-derived VJP of :func:`max_pool` (seed 004 and seed 001, "Max pooling 2×2 stride 2").
+
+    Each window's cotangent is routed to exactly one element: the first maximal
+    element of the ``-inf``-padded window in row-major window order, the element
+    ``jax.grad`` of ``lax.reduce_window``-max selects (ties, e.g. windows of
+    zeros after a ReLU, go to the earliest offset; a window whose maximum lies
+    in the padding sends its cotangent nowhere).
+
+    .. math::
+       k^*(n, p, c) = \\min \\operatorname*{arg\\,max}_k P[n, p, k, c], \\qquad
+       \\bar{x}_{pad}[n, p·s + t_k, c] \\mathrel{+}= [k = k^*(n, p, c)]\\; \\bar{y}[n, p, c]
+
+    where ``P`` are the windows of the padded input
+    (:func:`jaxcnn.patches.extract_patches`); ``x̄`` is ``x̄_pad`` with the
+    padding cropped off.
+
+    Args:
+      dy: ``(batch, *out, channels)``, the cotangent of ``max_pool(x, ...)``.
+      x: ``(batch, *spatial, channels)``, the forward input.
+      window, stride, padding: as in :func:`max_pool`.
+
+    Returns:
+      ``dx`` of shape ``(batch, *spatial, channels)``.
+    """
+    config = pool_config(x, window, stride, padding)
+    _check_cotangent(dy, x, config)
+    return _max_pool_backward(dy, x, config=config)[0]
+
+
+def _max_pool_backward(dy, x, *, config: PoolConfig):
+    x_padded = patches.pad_spatial(x, config.pairs, value=-jnp.inf)
+    windows = patches.extract_patches(x_padded, config.window, config.out, config.stride, config.dilation)
+    first_max = jnp.argmax(windows, axis=-2)
+    chosen = jnp.arange(windows.shape[-2])[:, None] == first_max[..., None, :]
+    return (_fold_and_crop(jnp.where(chosen, dy[..., None, :], 0), x, config),)
+
+
+_max_pool_manual = manual.hand_rule(_max_pool_forward, _max_pool_backward)
+
+
+def max_pool(x, window, stride=None, padding="VALID", *, grad="autodiff"):
+    """Max pooling over the spatial axes (seed 004: 2×2 stride 2 of
+    ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]`` is ``[[9,2],[6,3]]``).
+
+    .. math::
+       y[n, p, c] = \\max_k x_{pad}[n, p·s + t_k, c], \\qquad x_{pad} = x
+       \\text{ padded with } -\\infty
+
+    Args:
+      x: ``(batch, *spatial, channels)``, floating point, 1 to 3 spatial dims.
+      window: an int or one int per spatial dimension.
+      stride: like ``window``; ``None`` (default) means ``stride = window``.
+      padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or one ``(lo, hi)``
+        pair per spatial dimension.
+      grad: ``"autodiff"`` (JAX differentiates ``lax.reduce_window``) or
+        ``"manual"`` (the VJP is :func:`max_pool_backward`).
+
+    Returns:
+      ``(batch, *out, channels)`` with ``out`` from :func:`jaxcnn.padding.output_spatial`.
+    """
+    manual.check_grad(grad)
+    config = pool_config(x, window, stride, padding)
+    if grad == "manual":
+        return _max_pool_manual(x, config=config)
+    return _max_pool_forward(x, config=config)
+
+
+# --------------------------------------------------------------------------- average
+
+
+def _divisor(x, config: PoolConfig, count_include_pad: bool):
+    """``prod(window)``, or per window the number of non-padding elements.
+
+    The count is the sum-pool of a ones array shaped like one example and
+    channel, so it comes out as ``(1, *out, 1)`` and broadcasts against ``y``.
+    It is at least 1: a window lying wholly in the padding averages to 0.
+    """
+    if count_include_pad:
+        return math.prod(config.window)
+    ones = jnp.ones((1, *jnp.shape(x)[1:-1], 1), x.dtype)
+    return jnp.maximum(_reduce(ones, 0, lax.add, config), 1)
+
+
+def _avg_pool_forward(x, *, config: PoolConfig, count_include_pad: bool):
+    return _reduce(x, 0, lax.add, config) / _divisor(x, config, count_include_pad)
+
+
+def avg_pool_backward(dy, x, window, stride=None, padding="VALID", count_include_pad=True):
+    """Hand-derived VJP of :func:`avg_pool` (seed 004 and seed 001, "Average pooling").
+
+    Every element of a window receives the window's cotangent divided by the
+    window's divisor; overlapping windows add up.
+
+    .. math::
+       \\bar{x}_{pad}[n, p·s + t_k, c] \\mathrel{+}= \\frac{\\bar{y}[n, p, c]}{D(p)},
+       \\qquad k = 1, \\dots, \\textstyle\\prod_i f_i
+
+    with ``D(p) = ∏ f_i`` when ``count_include_pad`` and otherwise the number of
+    non-padding elements in window ``p`` (at least 1); ``x̄`` is ``x̄_pad`` with the padding
+    cropped off (:func:`jaxcnn.patches.fold_patches`).
+
+    Args:
+      dy: ``(batch, *out, channels)``, the cotangent of ``avg_pool(x, ...)``.
+      x: ``(batch, *spatial, channels)``, the forward input (only its shape is used).
+      window, stride, padding, count_include_pad: as in :func:`avg_pool`.
+
+    Returns:
+      ``dx`` of shape ``(batch, *spatial, channels)``.
+    """
+    config = pool_config(x, window, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    _check_cotangent(dy, x, config)
+    return _avg_pool_backward(dy, x, config=config, count_include_pad=count_include_pad)[0]
+
+
+def _avg_pool_backward(dy, x, *, config: PoolConfig, count_include_pad: bool):
+    share = dy / _divisor(x, config, count_include_pad)
+    windows = jnp.broadcast_to(
+        share[..., None, :], (*share.shape[:-1], math.prod(config.window), share.shape[-1])
+    )
+    return (_fold_and_crop(windows, x, config),)
+
+
+_avg_pool_manual = manual.hand_rule(_avg_pool_forward, _avg_pool_backward)
+
+
+def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, *, grad="autodiff"):
+    """Average pooling over the spatial axes (seed 004 / seed 001, "Average pooling").
+
+    .. math::
+       y[n, p, c] = \\frac{1}{D(p)} \\sum_k x_{pad}[n, p·s + t_k, c]
+
+    with ``D(p) = ∏ f_i`` when ``count_include_pad`` (padding counts as zeros)
+    and otherwise the number of non-padding elements in window ``p`` (at least
+    1, so a window lying wholly in the padding gives 0).
+
+    Args:
+      x: ``(batch, *spatial, channels)``, floating point, 1 to 3 spatial dims.
+      window: an int or one int per spatial dimension.
+      stride: like ``window``; ``None`` (default) means ``stride = window``.
+      padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or one ``(lo, hi)``
+        pair per spatial dimension.
+      count_include_pad: whether padded positions count in the divisor.
+      grad: ``"autodiff"`` or ``"manual"`` (the VJP is :func:`avg_pool_backward`).
+
+    Returns:
+      ``(batch, *out, channels)`` with ``out`` from :func:`jaxcnn.padding.output_spatial`.
+    """
+    manual.check_grad(grad)
+    config = pool_config(x, window, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    if grad == "manual":
+        return _avg_pool_manual(x, config=config, count_include_pad=count_include_pad)
+    return _avg_pool_forward(x, config=config, count_include_pad=count_include_pad)

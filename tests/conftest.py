@@ -1,0 +1,39 @@
+"""Shared test set-up: hypothesis profiles and float64 on demand.
+
+``JAXCNN_HYPOTHESIS=thorough`` selects >= 500 examples per property (run before
+resolving a change); the default "ci" profile runs >= 50.
+"""
+
+import os
+
+import jax
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=50, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("JAXCNN_HYPOTHESIS", "ci"))
+
+# Equivalence tests compare float32 gradients; pin matmul precision so that
+# accelerators (TF32 by default on GPU) compute what the CPU does.
+jax.config.update("jax_default_matmul_precision", "highest")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def x64():
+    """Runs the test with 64-bit floats enabled (float64 equivalence at 1e-10)."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(params=jax.devices(), ids=lambda d: f"{d.platform}{d.id}")
+def device(request):
+    """Every device JAX offers: CPU in CI, GPU/TPU where present."""
+    return request.param

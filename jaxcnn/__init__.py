@@ -1,6 +1,6 @@
 """jaxcnn: pure-functional JAX CNNs whose every op has a hand-derived gradient."""
 
-from jaxcnn import layers
+from jaxcnn import data, layers, models
 from jaxcnn.activations import log_softmax, relu, relu_backward, softmax
 from jaxcnn.conv import conv, conv_backward
 from jaxcnn.dense import dense, dense_backward

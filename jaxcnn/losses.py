@@ -84,15 +84,26 @@ def softmax_cross_entropy(logits, labels, *, grad="autodiff"):
     return (_manual_cross_entropy if grad == "manual" else _cross_entropy)(logits, labels)
 
 
-def _binary_terms(logits, labels):
-    probs = softmax(logits)
-    onehot = _one_hot(labels, logits.shape[1], probs.dtype)
-    return probs, onehot
+def _log_complement(logits):
+    """Stable :math:`\\log(1 - \\hat{y}_i) = \\log \\sum_{j \\ne i} e^{z_j} - \\log \\sum_j e^{z_j}`.
+
+    Args:
+      logits: ``(batch, classes)``.
+
+    Returns:
+      ``(batch, classes)``; finite even where ``ŷ_i`` rounds to 1.
+    """
+    classes = logits.shape[1]
+    others = jnp.where(jnp.eye(classes, dtype=bool), -jnp.inf, logits[:, None, :])
+    peak = jnp.max(logits, axis=1, keepdims=True)
+    log_others = jnp.log(jnp.sum(jnp.exp(others - peak[:, :, None]), axis=2)) + peak
+    log_total = jnp.log(jnp.sum(jnp.exp(logits - peak), axis=1, keepdims=True)) + peak
+    return log_others - log_total
 
 
 def _binary_cross_entropy(logits, labels):
-    probs, onehot = _binary_terms(logits, labels)
-    per_class = onehot * log_softmax(logits) + (1 - onehot) * jnp.log1p(-probs)
+    onehot = _one_hot(labels, logits.shape[1], logits.dtype)
+    per_class = onehot * log_softmax(logits) + (1 - onehot) * _log_complement(logits)
     return -jnp.mean(jnp.sum(per_class, axis=1))
 
 
@@ -101,8 +112,12 @@ def softmax_binary_cross_entropy_backward(logits, labels, dloss=1.0):
 
     .. math::
        g_i = \\frac{\\partial L_n}{\\partial \\hat{y}_i} = -\\frac{y_i}{\\hat{y}_i} + \\frac{1 - y_i}{1 - \\hat{y}_i},
-       \\qquad
-       \\frac{\\partial L}{\\partial z_i} = \\frac{1}{N} \\hat{y}_i \\Big(g_i - \\sum_j g_j \\hat{y}_j\\Big)
+       \\qquad a_i = \\hat{y}_i g_i = -y_i + (1 - y_i) \\frac{\\hat{y}_i}{1 - \\hat{y}_i},
+
+       \\frac{\\partial L}{\\partial z_k} = \\frac{1}{N} \\Big(a_k - \\hat{y}_k \\sum_i a_i\\Big)
+
+    (the softmax Jacobian ``∂ŷ_i/∂z_k = ŷ_i(δ_ik − ŷ_k)``); the odds
+    ``ŷ_i/(1 − ŷ_i)`` are computed in log space.
 
     Args:
       logits: ``(batch, classes)``; labels: ``(batch,)`` ints; dloss: scalar.
@@ -110,10 +125,12 @@ def softmax_binary_cross_entropy_backward(logits, labels, dloss=1.0):
     Returns:
       ``dlogits`` ``(batch, classes)``.
     """
-    probs, onehot = _binary_terms(logits, labels)
-    g = -onehot / probs + (1 - onehot) / (1 - probs)
-    inner = jnp.sum(g * probs, axis=1, keepdims=True)
-    return probs * (g - inner) * (dloss / logits.shape[0])
+    log_probs = log_softmax(logits)
+    onehot = _one_hot(labels, logits.shape[1], logits.dtype)
+    odds = jnp.exp(log_probs - _log_complement(logits))
+    a = -onehot + (1 - onehot) * odds
+    dz = a - jnp.exp(log_probs) * jnp.sum(a, axis=1, keepdims=True)
+    return dz * (dloss / logits.shape[0])
 
 
 _manual_binary = manual.hand_rule(

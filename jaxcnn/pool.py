@@ -2,10 +2,11 @@
 
 Layout is channels-last: ``x`` is ``(batch, *spatial, channels)`` with one, two
 or three spatial dimensions; pooling acts on each channel separately and has no
-parameters (seed 004, "Pooling layer": f = 2, s = 2 are hyperparameters, "no
-parameters to learn"). ``stride=None`` means stride = window, the notes' 2×2
-stride 2. ``padding`` takes every form of :func:`jaxcnn.padding.normalize_padding`;
-max pooling pads with ``-inf`` and average pooling with zeros.
+parameters (``shared/seeds/004_af1857b4af6ae002.txt``, "Pooling layer": f = 2,
+s = 2 are hyperparameters, "no parameters to learn"). ``stride=None`` means
+stride = window, the notes' 2×2 stride 2. ``padding`` takes every form of
+:func:`jaxcnn.padding.normalize_padding`; max pooling pads with ``-inf`` and
+average pooling with zeros.
 
 Each op has ``grad="autodiff"`` (``lax.reduce_window``, differentiated by JAX)
 and ``grad="manual"`` (the same forward whose VJP is ``<op>_backward``, written
@@ -124,7 +125,10 @@ def _max_pool_forward(x, *, config: PoolConfig):
 
 
 def max_pool_backward(dy, x, window, stride=None, padding="VALID"):
-    """Hand-derived VJP of :func:`max_pool` (seed 004 and seed 001, "Max pooling 2×2 stride 2").
+    """Hand-derived VJP of :func:`max_pool`.
+
+    Follows ``shared/seeds/004_af1857b4af6ae002.txt`` ("Pooling layer") and
+    ``shared/seeds/001_7d63e1395f11ac6f.txt`` ("Max pooling layer", 2×2 stride 2).
 
     Each window's cotangent is routed to exactly one element: the first maximal
     element of the ``-inf``-padded window in row-major window order, the element
@@ -155,7 +159,9 @@ def max_pool_backward(dy, x, window, stride=None, padding="VALID"):
 
 def _max_pool_backward(dy, x, *, config: PoolConfig):
     x_padded = patches.pad_spatial(x, config.pairs, value=-jnp.inf)
-    windows = patches.extract_patches(x_padded, config.window, config.out, config.stride, config.dilation)
+    windows = patches.extract_patches(
+        x_padded, config.window, config.out, config.stride, config.dilation
+    )
     first_max = jnp.argmax(windows, axis=-2)
     chosen = jnp.arange(windows.shape[-2])[:, None] == first_max[..., None, :]
     return (_fold_and_crop(jnp.where(chosen, dy[..., None, :], 0), x, config),)
@@ -165,8 +171,10 @@ _max_pool_manual = manual.hand_rule(_max_pool_forward, _max_pool_backward)
 
 
 def max_pool(x, window, stride=None, padding="VALID", *, grad="autodiff"):
-    """Max pooling over the spatial axes (seed 004: 2×2 stride 2 of
-    ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]`` is ``[[9,2],[6,3]]``).
+    """Max pooling over the spatial axes of a channels-last input.
+
+    Seed 004's example: 2×2 stride 2 of ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]``
+    is ``[[9,2],[6,3]]``.
 
     .. math::
        y[n, p, c] = \\max_k x_{pad}[n, p·s + t_k, c], \\qquad x_{pad} = x
@@ -212,7 +220,10 @@ def _avg_pool_forward(x, *, config: PoolConfig, count_include_pad: bool):
 
 
 def avg_pool_backward(dy, x, window, stride=None, padding="VALID", count_include_pad=True):
-    """Hand-derived VJP of :func:`avg_pool` (seed 004 and seed 001, "Average pooling").
+    """Hand-derived VJP of :func:`avg_pool`.
+
+    Follows ``shared/seeds/004_af1857b4af6ae002.txt`` ("Average Pooling") and
+    ``shared/seeds/001_7d63e1395f11ac6f.txt`` ("Average pooling").
 
     Every element of a window receives the window's cotangent divided by the
     window's divisor; overlapping windows add up.
@@ -221,9 +232,9 @@ def avg_pool_backward(dy, x, window, stride=None, padding="VALID", count_include
        \\bar{x}_{pad}[n, p·s + t_k, c] \\mathrel{+}= \\frac{\\bar{y}[n, p, c]}{D(p)},
        \\qquad k = 1, \\dots, \\textstyle\\prod_i f_i
 
-    with ``D(p) = ∏ f_i`` when ``count_include_pad`` and otherwise the number of
-    non-padding elements in window ``p`` (at least 1); ``x̄`` is ``x̄_pad`` with the padding
-    cropped off (:func:`jaxcnn.patches.fold_patches`).
+    with ``D(p) = ∏ f_i`` when ``count_include_pad`` and otherwise the number
+    of non-padding elements in window ``p`` (at least 1); ``x̄`` is ``x̄_pad``
+    with the padding cropped off (:func:`jaxcnn.patches.fold_patches`).
 
     Args:
       dy: ``(batch, *out, channels)``, the cotangent of ``avg_pool(x, ...)``.
@@ -251,7 +262,10 @@ _avg_pool_manual = manual.hand_rule(_avg_pool_forward, _avg_pool_backward)
 
 
 def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, *, grad="autodiff"):
-    """Average pooling over the spatial axes (seed 004 / seed 001, "Average pooling").
+    """Average pooling over the spatial axes of a channels-last input.
+
+    Seeds 004 and 001, "Average pooling"; seed 004's 4×4 example gives
+    ``[[3.75, 1.25], [3.75, 2]]`` with 2×2 stride 2.
 
     .. math::
        y[n, p, c] = \\frac{1}{D(p)} \\sum_k x_{pad}[n, p·s + t_k, c]

@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxcnn import padding as padding_lib
 from jaxcnn import pool
-
-
-def hypothesis_examples() -> int:
-    """Examples per property test; raise ``JAXCNN_HYPOTHESIS_EXAMPLES`` for a long run."""
-    return int(os.environ.get("JAXCNN_HYPOTHESIS_EXAMPLES", "50"))
 
 
 # Each pool: forward(x, window, stride, padding, grad) and backward(dy, x, window, stride, padding).
@@ -75,21 +69,21 @@ def tied_values(rng, shape):
 
 
 def tie_free_values(rng, shape):
-    """Distinct values, at least 1 apart, so every window has a unique maximum."""
+    """Distinct values in [−1, 1), 2/size apart, so every window has a unique maximum."""
     size = int(np.prod(shape))
-    return (rng.permutation(size) - size / 2).reshape(shape).astype(np.float64)
+    return (2 * rng.permutation(size) / size - 1).reshape(shape)
 
 
 DATA = {"tied": tied_values, "tie_free": tie_free_values}
 
 
 def assert_close(actual, expected, rtol, label=""):
-    """``|actual − expected| ≤ rtol · scale`` elementwise, scale = max(1, max|expected|)."""
+    """``|actual − expected| ≤ rtol · scale``, scale = max|expected| (1 if all zero)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, (label, actual.shape, expected.shape)
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    scale = float(np.max(np.abs(expected), initial=0.0)) or 1.0
     error = float(np.max(np.abs(actual - expected), initial=0.0))
-    assert error <= rtol * scale, f"{label}: max error {error:.3e} > {rtol:.0e} × scale {scale:.3e}"
+    assert error <= rtol * scale, f"{label}: error {error:.3e} > {rtol:.0e} × scale {scale:.3e}"
 
 
 def hashable(padding):
@@ -101,16 +95,23 @@ def gradients(window, stride, padding):
     """A jitted ``(x, dy) -> {pool: {quantity: array}}`` for one configuration.
 
     Quantities: the hand rule at ``dy``, the VJP of the autodiff op at ``dy``, and
-    ``jax.grad`` of ``Σ tanh(pool(x))·dy`` through ``grad="manual"`` and through
-    ``grad="autodiff"``. Cached, so tests sharing a configuration and shape
-    share one compilation (compiling dominates the cost of these checks).
+    ``jax.grad`` of ``Σ tanh(pool(x)/4)·dy`` (a smooth loss that does not
+    saturate on the test data) through ``grad="manual"`` and ``grad="autodiff"``.
+
+    Compiling dominates the cost of these checks, so the function is cached (tests
+    sharing a configuration and shape share one compilation) and compiled with
+    XLA's backend optimisation off, which compiles faster; the default-compiled
+    path is covered by ``test_hand_rule_under_jit``.
     """
 
     def compute(x, dy):
         results = {}
         for name, (forward, backward) in POOLS.items():
             def loss(grad):
-                return lambda v: jnp.sum(jnp.tanh(forward(v, window, stride, padding, grad)) * dy)
+                def smooth(v):
+                    return jnp.sum(jnp.tanh(forward(v, window, stride, padding, grad) / 4) * dy)
+
+                return smooth
 
             _, vjp = jax.vjp(lambda v: forward(v, window, stride, padding, "autodiff"), x)
             results[name] = {
@@ -209,7 +210,8 @@ def test_avg_pool_exclude_pad_divides_by_real_elements(grad):
     x = jnp.arange(1.0, 4.0).reshape(1, 3, 1)
     y = pool.avg_pool(x, 2, 1, 3, count_include_pad=False, grad=grad)
     np.testing.assert_allclose(y[0, :, 0], [0, 0, 1, 1.5, 2.5, 3, 0, 0])
-    dx = jax.grad(lambda v: jnp.sum(pool.avg_pool(v, 2, 1, 3, count_include_pad=False, grad=grad)))(x)
+    loss = lambda v: jnp.sum(pool.avg_pool(v, 2, 1, 3, count_include_pad=False, grad=grad))
+    dx = jax.grad(loss)(x)
     np.testing.assert_allclose(dx[0, :, 0], [1 + 1 / 2, 1 / 2 + 1 / 2, 1 / 2 + 1])
 
 
@@ -323,7 +325,6 @@ def window_fits(shape, window, stride, padding) -> bool:
     return True
 
 
-@settings(max_examples=hypothesis_examples(), deadline=None)
 @given(problem=pool_problems(), data=st.sampled_from(sorted(DATA)), seed=st.integers(0, 2**32 - 1))
 def test_hand_rules_equal_autodiff_property(problem, data, seed):
     shape, window, stride, padding = problem
@@ -334,7 +335,6 @@ def test_hand_rules_equal_autodiff_property(problem, data, seed):
         check_against_autodiff(x, window, stride, padding, rng, rtol=1e-10)
 
 
-@settings(max_examples=hypothesis_examples(), deadline=None)
 @given(problem=pool_problems())
 def test_output_shape_comes_from_output_spatial(problem):
     shape, window, stride, padding = problem
@@ -356,8 +356,9 @@ def test_output_shape_comes_from_output_spatial(problem):
 def test_check_grads_second_order(name, grad):
     forward, _ = POOLS[name]
     with jax.enable_x64(True):
-        x = jnp.asarray(tie_free_values(np.random.default_rng(5), (2, 5, 4, 2)) / 10)
-        check_grads(lambda v: forward(v, (2, 3), (1, 2), "SAME", grad), (x,), order=2, modes=["rev"])
+        x = jnp.asarray(tie_free_values(np.random.default_rng(5), (2, 5, 4, 2)))
+        op = lambda v: forward(v, (2, 3), (1, 2), "SAME", grad)
+        check_grads(op, (x,), order=2, modes=["rev"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -387,7 +388,7 @@ def test_grad_of_grad_manual_equals_autodiff(name, data):
         w = jnp.asarray(rng.normal(size=output_shape(x, 3, 2, [(1, 0), (0, 2)])))
         expected = hessian_vector_product(name, "autodiff")(x, v, w)
         actual = hessian_vector_product(name, "manual")(x, v, w)
-    assert float(jnp.max(jnp.abs(expected))) > 0.1  # the comparison has something to compare
+    assert np.max(np.abs(np.asarray(expected))) > 0.1  # the comparison has something to compare
     assert_close(actual, expected, 1e-10)
 
 
@@ -415,71 +416,86 @@ def test_hand_rule_under_jit(name):
 
 @pytest.mark.parametrize("name", sorted(POOLS))
 def test_hand_rule_under_vmap(name):
+    """vmap over an extra leading axis (inside one jit, so it compiles once)."""
     forward, backward = POOLS[name]
     shape, window, stride, padding = CASES[6]
     rng = np.random.default_rng(19)
     xs = jnp.asarray(tied_values(rng, (3, *shape)), jnp.float32)
-    ys = jax.vmap(lambda v: forward(v, window, stride, padding, "autodiff"))(xs)
-    dys = jnp.asarray(rng.normal(size=ys.shape), jnp.float32)
+    out_shape = output_shape(xs[0], window, stride, padding)
+    dys = jnp.asarray(rng.normal(size=(3, *out_shape)), jnp.float32)
 
-    def autodiff_vjp(d, v):
-        return jax.vjp(lambda u: forward(u, window, stride, padding, "autodiff"), v)[1](d)[0]
+    def vjp(grad):
+        return lambda d, v: jax.vjp(lambda u: forward(u, window, stride, padding, grad), v)[1](d)[0]
 
-    expected = jax.vmap(autodiff_vjp)(dys, xs)
-    assert_close(jax.vmap(lambda d, v: backward(d, v, window, stride, padding))(dys, xs), expected, 1e-5)
-    manual_vjp = lambda d, v: jax.vjp(lambda u: forward(u, window, stride, padding, "manual"), v)[1](d)[0]
-    assert_close(jax.vmap(manual_vjp)(dys, xs), expected, 1e-5)
+    def hand_rule(d, v):
+        return backward(d, v, window, stride, padding)
+
+    rules = (vjp("autodiff"), hand_rule, vjp("manual"))
+    batched = jax.jit(lambda d, v: [jax.vmap(rule)(d, v) for rule in rules])
+    expected, hand, manual_vjp = batched(dys, xs)
+    assert_close(expected[1], vjp("autodiff")(dys[1], xs[1]), 1e-5, "vmap(vjp(autodiff))")
+    assert_close(hand, expected, 1e-5, "vmap(hand rule)")
+    assert_close(manual_vjp, expected, 1e-5, "vmap(vjp(manual))")
 
 
 @pytest.mark.parametrize("device", jax.devices(), ids=str)
-@pytest.mark.parametrize("name", sorted(POOLS))
-def test_hand_rule_on_every_device(name, device):
-    forward, backward = POOLS[name]
-    shape, window, stride, padding = CASES[7]
+def test_hand_rules_on_every_device(device):
+    shape, window, stride, padding = CASES[6]
     rng = np.random.default_rng(23)
     x = jax.device_put(jnp.asarray(tied_values(rng, shape), jnp.float32), device)
-    y, vjp = jax.vjp(lambda v: forward(v, window, stride, padding, "autodiff"), x)
-    dy = jax.device_put(jnp.asarray(rng.normal(size=y.shape), jnp.float32), device)
-    dx = backward(dy, x, window, stride, padding)
-    assert dx.devices() == {device}
-    assert_close(dx, vjp(dy)[0], 1e-5)
+    dy = rng.normal(size=output_shape(x, window, stride, padding))
+    dy = jax.device_put(jnp.asarray(dy, jnp.float32), device)
+    for name, result in gradients(window, stride, hashable(padding))(x, dy).items():
+        assert result["hand_rule"].devices() == {device}
+        assert_close(result["hand_rule"], result["autodiff_vjp"], 1e-5, f"{name} hand rule")
+        assert_close(result["grad_manual"], result["grad_autodiff"], 1e-5, f"{name} grad")
 
 
 # --------------------------------------------------------------------------- validation
 
 X2 = np.zeros((1, 4, 4, 2), np.float32)
 DY2 = np.zeros((1, 2, 2, 2), np.float32)
+X_RANK_6 = np.zeros((1, 2, 2, 2, 2, 1), np.float32)
+
+FORMS = r"padding must be \"VALID\", \"SAME\", \"FULL\""
+
+
+def bad(case_id, match, *, x=X2, window=2, stride=None, padding="VALID", error=ValueError):
+    return pytest.param(x, window, stride, padding, error, match, id=case_id)
+
 
 BAD_ARGUMENTS = [
-    ("x rank 2", lambda f: f(np.zeros((4, 4)), 2), ValueError, r"x must .* got shape \(4, 4\)"),
-    ("x rank 6", lambda f: f(np.zeros((1, 2, 2, 2, 2, 1)), 2), ValueError, r"x must .*rank 3, 4 or 5.*\(1, 2, 2, 2, 2, 1\)"),
-    ("window 0", lambda f: f(X2, 0), ValueError, r"window entries must be >= 1, got 0"),
-    ("window length", lambda f: f(X2, (2, 2, 2)), ValueError, r"window must be an int or a tuple of 2 ints"),
-    ("window type", lambda f: f(X2, "2"), TypeError, r"window must be an int or a tuple of 2 ints, got '2'"),
-    ("stride 0", lambda f: f(X2, 2, 0), ValueError, r"stride entries must be >= 1, got 0"),
-    ("stride length", lambda f: f(X2, 2, (1,)), ValueError, r"stride must be an int or a tuple of 2 ints"),
-    ("padding string", lambda f: f(X2, 2, 2, "HALF"), ValueError, r"padding must be \"VALID\", \"SAME\", \"FULL\".*'HALF'"),
-    ("padding pairs", lambda f: f(X2, 2, 2, [(1, 1)]), ValueError, r"one \(lo, hi\) pair per spatial dimension \(2\), got 1 pairs"),
-    ("padding negative", lambda f: f(X2, 2, 2, -1), ValueError, r"padding must be >= 0 when an int, got -1"),
-    ("window too large", lambda f: f(X2, 5), ValueError, r"window \(5, 5\).*larger than the padded input"),
+    bad("x-rank-2", r"x must .*, got shape \(4, 4\)", x=np.zeros((4, 4))),
+    bad("x-rank-6", r"x must .*rank 3, 4 or 5.*\(1, 2, 2, 2, 2, 1\)", x=X_RANK_6),
+    bad("window-0", r"window entries must be >= 1, got 0", window=0),
+    bad("window-len", r"window must be an int or a tuple of 2 ints", window=(2, 2, 2)),
+    bad("window-str", r"window must be an int or .* got '2'", window="2", error=TypeError),
+    bad("stride-0", r"stride entries must be >= 1, got 0", stride=0),
+    bad("stride-len", r"stride must be an int or a tuple of 2 ints", stride=(1,)),
+    bad("padding-str", FORMS + r".*got the string 'HALF'", padding="HALF"),
+    bad("pairs", r"one \(lo, hi\) pair per spatial dimension \(2\), got 1", padding=[(1, 1)]),
+    bad("pair-type", FORMS + r".*got the entry 1", padding=[(1, 1), 1], error=TypeError),
+    bad("padding-neg", r"padding must be >= 0 when an int, got -1", padding=-1),
+    bad("too-large", r"window \(5, 5\).*larger than the padded input", window=5),
 ]
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))
-@pytest.mark.parametrize("call, error, match", [row[1:] for row in BAD_ARGUMENTS], ids=[row[0] for row in BAD_ARGUMENTS])
-def test_bad_arguments_raise(name, call, error, match):
+@pytest.mark.parametrize("x, window, stride, padding, error, match", BAD_ARGUMENTS)
+def test_bad_arguments_raise(name, x, window, stride, padding, error, match):
     forward, backward = POOLS[name]
     for grad in ("autodiff", "manual"):
         with pytest.raises(error, match=match):
-            call(lambda x, w, s=None, p="VALID": forward(x, w, s, p, grad))
+            forward(x, window, stride, padding, grad)
     with pytest.raises(error, match=match):
-        call(lambda x, w, s=None, p="VALID": backward(DY2, x, w, s, p))
+        backward(DY2, x, window, stride, padding)
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))
 def test_bad_grad_raises(name):
     forward, _ = POOLS[name]
-    with pytest.raises(ValueError, match=r"grad must be one of \('autodiff', 'manual'\), got 'symbolic'"):
+    match = r"grad must be one of \('autodiff', 'manual'\), got 'symbolic'"
+    with pytest.raises(ValueError, match=match):
         forward(X2, 2, None, "VALID", "symbolic")
 
 
@@ -495,5 +511,6 @@ def test_bad_count_include_pad_raises(value):
 @pytest.mark.parametrize("name", sorted(POOLS))
 def test_backward_rejects_wrong_dy_shape(name):
     _, backward = POOLS[name]
-    with pytest.raises(ValueError, match=r"dy must have the output shape \(1, 2, 2, 2\), got shape \(1, 3, 3, 2\)"):
+    match = r"dy must have the output shape \(1, 2, 2, 2\), got shape \(1, 3, 3, 2\)"
+    with pytest.raises(ValueError, match=match):
         backward(np.zeros((1, 3, 3, 2), np.float32), X2, 2)

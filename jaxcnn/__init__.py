@@ -15,5 +15,7 @@ from jaxcnn.losses import (
 from jaxcnn.manual import hand_rule
 from jaxcnn.padding import conv_output_size
 from jaxcnn.pool import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+from jaxcnn.summary import param_count, summarize_named, summary
+from jaxcnn.toeplitz import conv_matrix, convolve
 
 __version__ = "0.1.0"

@@ -8,8 +8,9 @@ Layout: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
    y[n, p, o] = b[o] + \\sum_{t, i} x_{pad}[n, p·s + t·d, g(o)·C_g + i] \\; w[t, i, o]
 
 (seed 003's window sum y(i) = Σ_k w(k)·x(i + k), seed 002's multi-channel
-y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). Two impls compute it: ``"lax"`` with
-``lax.conv_general_dilated`` and ``"explicit"`` with patches and one einsum.
+y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). Three impls compute it: ``"lax"`` with
+``lax.conv_general_dilated``, ``"explicit"`` with patches and one einsum, and
+``"fft"`` with the convolution theorem (seed 000, :mod:`jaxcnn.fft`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcnn import manual, padding as padding_lib, patches as patches_lib
+from jaxcnn.fft import fft_backward, fft_forward
 
-IMPLS = ("lax", "explicit")
+IMPLS = ("lax", "explicit", "fft")
 
 
 class ConvConfig(NamedTuple):
@@ -235,8 +237,8 @@ def _explicit_backward(dy, x, w, config: ConvConfig):
     return dx, dw.reshape(*window, cin_g, cout)
 
 
-_FORWARD = {"lax": _lax_forward, "explicit": _explicit_forward}
-_BACKWARD = {"lax": _lax_backward, "explicit": _explicit_backward}
+_FORWARD = {"lax": _lax_forward, "explicit": _explicit_forward, "fft": fft_forward}
+_BACKWARD = {"lax": _lax_backward, "explicit": _explicit_backward, "fft": fft_backward}
 
 
 # ---------------------------------------------------------------- public ops
@@ -266,7 +268,7 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
       stride, dilation: int or per-dimension tuple, each >= 1.
       padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or ``(lo, hi)`` pairs.
       groups: feature groups; divides in and out channels.
-      impl: ``"lax"`` or ``"explicit"``.
+      impl: ``"lax"``, ``"explicit"`` or ``"fft"``.
       grad: ``"autodiff"`` (``jax.grad`` derives the gradient) or ``"manual"``
         (the hand rule :func:`conv_backward` is the VJP).
 

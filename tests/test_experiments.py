@@ -1,0 +1,56 @@
+"""The experiment scripts run end to end on small settings and write sane files."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(script, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
+    stdout = _run("conv_views.py", "--out", tmp_path, "--batch", 2, "--size", 7, "--repeats", 1,
+                  "--stride", 2, "--dilation", 2)
+    record = json.loads((tmp_path / "conv_views.json").read_text())
+    assert str(tmp_path / "conv_views.json") in stdout
+    assert set(record["views"]) == {"lax", "explicit", "fft", "toeplitz"}
+    for name, view in record["views"].items():
+        assert view["relative_diff"] < 1e-5, name
+        assert 0 < view["median_seconds"] < 10, name
+    numbers = record["worked_numbers"]
+    assert numbers["seed000 lecture_net total params"] == 14_768_826
+    assert numbers["seed000 lecture_net layer params"] == [320, 18_496, 14_746_000, 4_010]
+    assert numbers["seed004 ten 3x3x3 filters params"] == 280
+    assert numbers["seed003 ten 5x5x3 filters params"] == 760
+    assert numbers["seed003 one 5x5x3 filter params"] == 76
+    assert numbers["seed003 32x32x3 through ten 5x5 output"] == [28, 28, 10]
+    assert numbers["seed004 vertical edge window sum"] == -5
+    assert [numbers[k] for k in ("seed004 (6x6)*(3x3) output", "seed004 (6x6) p=1 * (3x3) output",
+                                 "seed004 floor((8-3)/2+1)")] == [4, 6, 3]
+    assert numbers["seed002 (2,-1,1,3,1)*(1,1,2,1)"] == [2, 1, 4, 4, 5, 8, 5, 1]
+
+
+def test_edge_detection_writes_png_grid(tmp_path):
+    stdout = _run("edge_detection.py", "--out", tmp_path, "--digits", 2)
+    png = tmp_path / "edge_detection.png"
+    assert str(png) in stdout
+    content = png.read_bytes()
+    assert content.startswith(PNG_MAGIC) and len(content) > 10_000
+    width, height = int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+    assert width > 300 and height > width  # 1 + 3·2 rows of 5 columns
+    record = json.loads((tmp_path / "edge_detection.json").read_text())
+    assert len(record["labels"]) == 2 and len(set(record["labels"])) == 2
+    assert record["shapes"] == {"conv": [2, 28, 28, 4], "relu": [2, 28, 28, 4], "pool": [2, 14, 14, 4]}
+    assert all(0 < fraction < 0.5 for fraction in record["relu_active_fraction"].values())

@@ -11,7 +11,7 @@ from hypothesis import assume, given, strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
 from jaxcnn.conv import transpose_kernel
-from oracles import assert_close, vjp
+from oracles import assert_close, conv_arrays as _arrays, vjp
 
 IMPLS = ("lax", "explicit")
 
@@ -49,14 +49,6 @@ def conv_cases(draw):
     assume(all(size >= 1 for size in sizes))  # the too-large window is its own test
     seed = draw(st.integers(0, 2**16))
     return (batch, *spatial, cin), (*window, cin // groups, cout), options, seed
-
-
-def _arrays(x_shape, w_shape, seed, dtype):
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.normal(size=x_shape), dtype)
-    w = jnp.asarray(rng.normal(size=w_shape), dtype)
-    b = jnp.asarray(rng.normal(size=w_shape[-1:]), dtype)
-    return x, w, b
 
 
 def _all_gradients(x, w, b, dy, options):

@@ -18,18 +18,10 @@ from hypothesis import given
 
 from jaxcnn import conv, conv_backward
 from jaxcnn.conv import IMPLS
-from oracles import assert_close
+from oracles import assert_close, conv_arrays as _arrays
 from test_conv import conv_cases
 
 FLOAT32_RTOL = 1e-5
-
-
-def _arrays(x_shape, w_shape, seed, dtype):
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.normal(size=x_shape), dtype)
-    w = jnp.asarray(rng.normal(size=w_shape), dtype)
-    b = jnp.asarray(rng.normal(size=w_shape[-1:]), dtype)
-    return x, w, b
 
 
 def run_fast(fn, *args):

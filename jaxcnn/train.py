@@ -1,0 +1,387 @@
+"""Training and evaluation on real data: ``train_and_evaluate(config, workdir)``.
+
+The data set lives on the device. Epoch ``e`` is keyed by
+``fold_in(train_key, e)`` (shuffling and augmentation), so a resumed run repeats
+exactly what an uninterrupted one does. Each epoch runs as a few calls of one
+compiled chunk (``jaxcnn.steps``), which lets a tqdm bar advance and show the
+running loss; then the test split is evaluated, one JSON line is appended to
+``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.checkpoint``).
+At the end, ``jaxcnn.plots`` draws the curves and the first layer's filters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import pathlib
+import time
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcnn import augment as augment_lib
+from jaxcnn import checkpoint, data, gradients, models, plots
+from jaxcnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401
+from jaxcnn.steps import EvalSet, batch_for_eval, chunk_size, make_evaluate, make_train_chunk
+
+SUBSET_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as ``WORKDIR/config.json``).
+
+    Attributes:
+      model: a name in ``models.MODELS``; its input shape comes from the data.
+      dataset: ``"mnist"`` (TFDS if available, else the bundled sample),
+        ``"mnist-sample"``, ``"idx:DIR"`` or a TFDS name (see ``data.load``).
+      data_dir: TFDS data directory.
+      grad: gradient mode, one of ``gradients.MODES``.
+      impl: convolution implementation, one of ``conv.IMPLS``.
+      optimizer: one of :data:`OPTIMIZERS`; ``lr=None`` means its :data:`DEFAULT_LR`.
+      lr: the peak learning rate.
+      schedule: one of :data:`SCHEDULES`: ``constant``; ``cosine`` (linear warm-up
+        over the first epoch, then cosine decay to 0); ``onecycle`` (cosine rise
+        from lr/25 to lr over the first 30% of steps, then cosine decay to lr/25e4).
+      weight_decay: decoupled weight decay of ``adamw``, on kernels only (not biases).
+      epochs, batch_size, seed: as usual; ``seed`` fixes init, shuffling and augmentation.
+      augment: one of ``augment.AUGMENTS``, applied to every training batch.
+      train_limit, test_limit: train/test on a fixed random subset of this many
+        examples (the same subset for every seed); ``None`` = all.
+      eval_batch_size: examples per evaluation batch.
+      steps_per_call: the most batches one compiled chunk runs (see ``steps.chunk_size``).
+    """
+
+    model: str = "classic"
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    grad: str = "autodiff"
+    impl: str = "lax"
+    optimizer: str = "adamw"
+    lr: Optional[float] = None
+    schedule: str = "onecycle"
+    weight_decay: float = 0.05
+    epochs: int = 20
+    batch_size: int = 125
+    seed: int = 0
+    augment: str = "affine"
+    train_limit: Optional[int] = None
+    test_limit: Optional[int] = None
+    eval_batch_size: int = 500
+    steps_per_call: int = 8
+
+    def validated(self) -> "TrainConfig":
+        """Checks every field; returns the config with ``lr`` filled in.
+
+        Raises:
+          ValueError: naming the field, the value received and what is accepted.
+        """
+        _check_choice("model", self.model, tuple(models.MODELS))
+        _check_choice("grad", self.grad, gradients.MODES)
+        _check_choice("impl", self.impl, conv_impls())
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        augment_lib.check_augment(self.augment)
+        for name in ("epochs", "batch_size", "eval_batch_size", "steps_per_call"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+        _check_positive_float("lr", lr)
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
+        return dataclasses.replace(self, lr=float(lr))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The config saved by a run; unknown keys raise ``ValueError``."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; accepted: {sorted(names)}")
+        return cls(**values)
+
+
+def conv_impls() -> tuple:
+    """``jaxcnn.conv.IMPLS`` as it is now (the package re-exports the function ``conv``
+    under the module's name, hence the explicit module lookup)."""
+    return tuple(importlib.import_module("jaxcnn.conv").IMPLS)
+
+
+def _check_choice(name, value, accepted):
+    if value not in accepted:
+        raise ValueError(f"{name} must be one of {tuple(accepted)}, got {value!r}")
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+# ------------------------------------------------------------------- set-up
+
+
+def _subset(images, labels, limit):
+    """A fixed random subset of ``limit`` examples (all of them if ``limit`` is None or larger)."""
+    if limit is None or limit >= len(labels):
+        return images, labels
+    keep = np.random.default_rng(SUBSET_SEED).permutation(len(labels))[:limit]
+    return images[keep], labels[keep]
+
+
+def load_split(config: TrainConfig, split: str):
+    """``config.dataset``'s ``split`` as NumPy ``(images (N, H, W, C), labels (N,))``, limited."""
+    images, labels = data.load(config.dataset, split, config.data_dir)
+    return _subset(images, labels, config.train_limit if split == "train" else config.test_limit)
+
+
+def resolve_dataset(config: TrainConfig, notice=print) -> TrainConfig:
+    """Replaces ``dataset="mnist"`` by what ``data.resolve_mnist`` picks (TFDS or the sample)."""
+    if config.dataset != "mnist":
+        return config
+    return dataclasses.replace(config, dataset=data.resolve_mnist(config.data_dir, notice))
+
+
+def build_model(config: TrainConfig, input_shape, num_classes: int):
+    """The model of ``config`` and its freshly initialised params (key: ``split(seed)[0]``).
+
+    ``init`` runs under ``jit``: one compile instead of one per eager op.
+    """
+    model = models.get_model(config.model, num_classes=num_classes, impl=config.impl)
+    shape = (-1, *input_shape)
+    params = jax.jit(lambda key: model.init(jax.random.split(key)[0], shape)[1])(jax.random.key(config.seed))
+    return model, params
+
+
+def initial_state(config: TrainConfig, params, tx) -> dict:
+    """Epoch-0 state: ``{"params", "opt_state", "epoch": 0, "key": key_data(key(seed))}``."""
+    return {"params": params, "opt_state": jax.jit(tx.init)(params), "epoch": 0,
+            "key": jax.random.key_data(jax.random.key(config.seed))}
+
+
+class Run(NamedTuple):
+    """A prepared run: data on the device, model, optimizer, state and history so far."""
+
+    config: TrainConfig
+    workdir: pathlib.Path
+    model: object
+    tx: optax.GradientTransformation
+    train_images: jax.Array
+    train_labels: jax.Array
+    test: EvalSet
+    steps_per_epoch: int
+    state: dict
+    history: list
+
+
+def _check_resumable(config: TrainConfig, saved: TrainConfig) -> None:
+    differ = [field.name for field in dataclasses.fields(TrainConfig)
+              if field.name != "epochs" and getattr(config, field.name) != getattr(saved, field.name)]
+    if differ:
+        shown = ", ".join(f"{n}={getattr(config, n)!r} (run has {getattr(saved, n)!r})" for n in differ)
+        raise ValueError(f"resume continues a run with its saved config; only epochs may change, got {shown}")
+
+
+def _check_fresh(workdir: pathlib.Path) -> None:
+    if checkpoint.latest_epoch(workdir) is not None or checkpoint.read_metrics(workdir):
+        raise ValueError(f"{workdir} already holds a run; resume it or choose another workdir")
+
+
+def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print) -> Run:
+    """Validates ``config``, loads the data onto the device, builds or restores the state.
+
+    With ``resume``, ``WORKDIR`` must hold a run whose saved config equals
+    ``config`` except perhaps ``epochs`` (a longer run keeps going; the schedule
+    then stretches, so only ``schedule="constant"`` continues exactly).
+
+    Raises:
+      ValueError: a bad config, missing or malformed data, a batch larger than
+        the training set, ``resume`` without a checkpoint, or a fresh run in a
+        work directory that already holds one.
+    """
+    workdir = pathlib.Path(workdir)
+    config = resolve_dataset(config.validated(), notice)
+    last = checkpoint.latest_epoch(workdir) if resume else None
+    if resume:
+        _check_resumable(config, TrainConfig.from_dict(checkpoint.load_config(workdir)))
+        if last is None:
+            raise ValueError(f"cannot resume: no checkpoint in {workdir / checkpoint.CHECKPOINT_DIR}")
+        if config.epochs < last:
+            raise ValueError(f"epochs must be at least the {last} epochs already trained, got {config.epochs}")
+    else:
+        _check_fresh(workdir)
+    train_images, train_labels = load_split(config, "train")
+    test_images, test_labels = load_split(config, "test")
+    if config.batch_size > len(train_labels):
+        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
+                         f"got {config.batch_size}")
+    classes = data.num_classes(config.dataset, config.data_dir)
+    model, params = build_model(config, train_images.shape[1:], classes)
+    steps = len(train_labels) // config.batch_size
+    tx = make_optimizer(config, steps)
+    state = initial_state(config, params, tx)
+    history = []
+    if resume:
+        state = checkpoint.restore(workdir, state, last)
+        history = checkpoint.truncate_metrics(workdir, last)
+    checkpoint.save_config(workdir, dataclasses.asdict(config))
+    return Run(config, workdir, model, tx, jnp.asarray(train_images), jnp.asarray(train_labels),
+               batch_for_eval(test_images, test_labels, config.eval_batch_size), steps, state, history)
+
+
+# ------------------------------------------------------------------ the loop
+
+
+class Result(NamedTuple):
+    """What :func:`train_and_evaluate` returns: the final state and every epoch's metrics."""
+
+    params: list
+    opt_state: object
+    history: list
+
+
+def _compile(run: Run):
+    """Compiles the train chunk and the evaluation ahead of time; returns them and the seconds taken."""
+    start = time.perf_counter()
+    chunk = chunk_size(run.steps_per_epoch, run.config.steps_per_call)
+    state = run.state
+    config = run.config
+    train_chunk = make_train_chunk(
+        run.model, run.tx, grad=config.grad, augment=config.augment, batch_size=config.batch_size,
+        steps_per_epoch=run.steps_per_epoch, chunk=chunk).lower(
+        state["params"], state["opt_state"], run.train_images, run.train_labels,
+        jax.random.key(0), jnp.int32(0)).compile()
+    evaluate = make_evaluate(run.model).lower(
+        state["params"], run.test.images, run.test.labels, run.test.mask).compile()
+    return train_chunk, evaluate, chunk, time.perf_counter() - start
+
+
+def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch_key, bar):
+    """Runs one epoch as ``steps_per_epoch / chunk`` calls; returns the state, loss sum, correct count."""
+    loss_sum, correct, done = 0.0, 0, 0
+    for index in range(run.steps_per_epoch // chunk):
+        params, opt_state, losses, hits = train_chunk(
+            params, opt_state, run.train_images, run.train_labels, epoch_key, jnp.int32(index))
+        loss_sum += float(np.sum(np.asarray(losses, np.float64)))
+        correct += int(np.sum(hits))
+        done += chunk
+        bar.update(chunk)
+        bar.set_postfix(loss=f"{loss_sum / done:.4f}")
+    return params, opt_state, loss_sum, correct
+
+
+def _record(run: Run, epoch: int, train: tuple, test: tuple, seconds: tuple) -> dict:
+    config, examples = run.config, run.steps_per_epoch * run.config.batch_size
+    (loss_sum, correct), (test_loss, test_correct), (epoch_seconds, eval_seconds) = train, test, seconds
+    return {
+        "epoch": epoch, "train_loss": loss_sum / run.steps_per_epoch, "train_accuracy": correct / examples,
+        "test_loss": float(test_loss) / run.test.count, "test_accuracy": int(test_correct) / run.test.count,
+        "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds, "images_per_second": examples / epoch_seconds,
+        "train_examples": examples, "test_examples": run.test.count, "devices": len(jax.devices()),
+        "platform": jax.devices()[0].platform, "model": config.model, "dataset": config.dataset,
+        "grad": config.grad, "impl": config.impl, "optimizer": config.optimizer, "schedule": config.schedule,
+        "lr": config.lr, "batch_size": config.batch_size, "augment": config.augment, "seed": config.seed,
+    }
+
+
+def _log_line(record: dict, epochs: int) -> str:
+    return (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.2%}  test loss {record['test_loss']:.4f} "
+            f"acc {record['test_accuracy']:.2%}  {record['epoch_seconds']:.1f} s "
+            f"({record['images_per_second']:.0f} img/s)")
+
+
+def run_epochs(run: Run, *, progress: bool = True, stop_after: Optional[int] = None, log=print) -> Result:
+    """Trains ``run`` from its state's epoch to ``config.epochs``, evaluating, logging and
+    checkpointing after each epoch, then writes the plots.
+
+    Args:
+      progress: show a tqdm bar per epoch (running loss).
+      stop_after: stop after this many epochs in this call (an interruption;
+        ``resume`` continues exactly).
+      log: receives one line per epoch.
+    """
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
+    config, state = run.config, run.state
+    params, opt_state, history = state["params"], state["opt_state"], list(run.history)
+    _, train_key = jax.random.split(jax.random.wrap_key_data(jnp.asarray(state["key"])))
+    train_chunk, evaluate, chunk, compile_seconds = _compile(run)
+    first, last = int(state["epoch"]) + 1, config.epochs
+    if stop_after is not None:
+        last = min(last, int(state["epoch"]) + stop_after)
+    for epoch in range(first, last + 1):
+        with tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                  leave=False, disable=not progress) as bar:
+            start = time.perf_counter()
+            params, opt_state, *train = _train_epoch(
+                run, train_chunk, chunk, params, opt_state, jax.random.fold_in(train_key, epoch), bar)
+            epoch_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        test = jax.block_until_ready(evaluate(params, run.test.images, run.test.labels, run.test.mask))
+        record = _record(run, epoch, tuple(train), test, (epoch_seconds, time.perf_counter() - start))
+        if epoch == first:
+            record["compile_seconds"] = compile_seconds
+        history.append(record)
+        checkpoint.append_metrics(run.workdir, record)
+        checkpoint.save(run.workdir, {"params": params, "opt_state": opt_state, "epoch": epoch, "key": state["key"]})
+        log(_log_line(record, config.epochs))
+    write_plots(run.workdir, history, params)
+    return Result(params, opt_state, history)
+
+
+def write_plots(workdir, history, params) -> None:
+    """``WORKDIR/curves.png`` (loss and accuracy per epoch) and ``filters.png`` (first conv layer)."""
+    workdir = pathlib.Path(workdir)
+    if history:
+        plots.plot_curves(history, workdir / plots.CURVES_FILE)
+    kernel = plots.first_conv_kernel(params)
+    if kernel is not None:
+        plots.plot_filters(kernel, workdir / plots.FILTERS_FILE)
+
+
+def train_and_evaluate(config: TrainConfig, workdir, *, resume: bool = False, progress: bool = True,
+                       stop_after: Optional[int] = None, log=print) -> Result:
+    """Trains ``config`` in ``workdir`` (created if needed) and evaluates after every epoch.
+
+    ``WORKDIR`` receives ``config.json``, ``metrics.jsonl`` (one JSON object per
+    epoch), ``checkpoints/`` and the PNG plots (see ``jaxcnn.checkpoint``).
+
+    Returns:
+      A :class:`Result`: final params and optimizer state, and the metrics of
+      every epoch of the run (earlier ones included when resuming).
+    """
+    run = prepare(config, workdir, resume=resume, notice=log)
+    return run_epochs(run, progress=progress, stop_after=stop_after, log=log)
+
+
+def evaluate_checkpoint(workdir, epoch: Optional[int] = None) -> dict:
+    """Evaluates a run's checkpoint (default: the newest) on its test split.
+
+    Returns:
+      ``{"epoch", "test_loss", "test_accuracy", "test_examples", "correct"}``.
+    """
+    config = TrainConfig.from_dict(checkpoint.load_config(workdir)).validated()
+    images, labels = load_split(config, "test")
+    model, params = build_model(config, images.shape[1:], data.num_classes(config.dataset, config.data_dir))
+    tx = make_optimizer(config, steps_per_epoch=1)
+    state = checkpoint.restore(workdir, initial_state(config, params, tx), epoch)
+    test = batch_for_eval(images, labels, config.eval_batch_size)
+    loss, correct = make_evaluate(model)(state["params"], test.images, test.labels, test.mask)
+    return {"epoch": int(state["epoch"]), "test_loss": float(loss) / test.count,
+            "test_accuracy": int(correct) / test.count, "test_examples": test.count, "correct": int(correct)}

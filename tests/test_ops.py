@@ -96,6 +96,12 @@ def test_relu_hand_rule_equals_autodiff_with_zeros(x64, values, seed):
     assert_close(manual, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("grad", ("autodiff", "manual"))
+def test_relu_check_grads(x64, grad):
+    x = _normal(4, (3, 5)) + 0.05 * jnp.sign(_normal(4, (3, 5)))  # kept away from the kink at 0
+    jax.test_util.check_grads(lambda x: relu(x, grad=grad), (x,), order=2, modes=["rev"])
+
+
 def test_relu_grad_of_grad(x64):
     x = _normal(0, (7,))
     f = lambda x, grad: jnp.sum(jax.grad(lambda x: jnp.sum(relu(x, grad=grad) ** 3))(x) ** 2)

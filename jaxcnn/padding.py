@@ -182,6 +182,11 @@ def output_spatial(
     return sizes
 
 
+def padded_spatial(spatial: Sequence[int], pairs: Pairs) -> Tuple[int, ...]:
+    """Spatial shape after padding: ``n + lo + hi`` per dimension."""
+    return tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))
+
+
 def unreached(n: int, f: int, pair: Tuple[int, int], stride: int, dilation: int) -> int:
     """Trailing rows of the padded input that no window reaches (stride leftovers).
 

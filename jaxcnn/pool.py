@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Tuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -101,18 +100,10 @@ def _reduce(x, init, reducer, config: PoolConfig):
     )
 
 
-def _padded_spatial(x, config: PoolConfig):
-    """Spatial shape of ``x`` after padding, read off ``pad_spatial`` itself."""
-    shape = jax.eval_shape(
-        lambda v: patches.pad_spatial(v, config.pairs), jax.ShapeDtypeStruct(x.shape, x.dtype)
-    )
-    return shape.shape[1:-1]
-
-
 def _fold_and_crop(dpatches, x, config: PoolConfig):
     """Scatter-adds window cotangents onto the padded input, then drops the padding."""
     dx_padded = patches.fold_patches(
-        dpatches, _padded_spatial(x, config), config.window, config.stride, config.dilation
+        dpatches, padding_lib.padded_spatial(x.shape[1:-1], config.pairs), config.window, config.stride, config.dilation
     )
     return patches.pad_spatial(dx_padded, [(-lo, -hi) for lo, hi in config.pairs])
 

@@ -2,7 +2,8 @@
 
 Every user error (a bad flag value, an unknown name, missing or corrupt data,
 ``--resume`` without a checkpoint, ...) prints one line ``jaxcnn: error: ...``
-on stderr and exits with status 2.
+on stderr and exits with status 2; a training run whose loss becomes NaN or
+infinite prints one such line naming the epoch and step and exits with status 3.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import pathlib
 import sys
 import time
 
-from jaxcnn import augment, checkpoint, gradients, models, train
+import jax
+
+from jaxcnn import augment, checkpoint, gradients, models, parallel, train
 
 USAGE_ERROR = 2
+DIVERGED = 3
 INTERRUPTED = 130
 CHECK_GRADS_TOLERANCE = 1e-4
 
@@ -83,10 +87,17 @@ def _add_train_parser(commands) -> None:
     flag("--test-limit", type=_positive_int, help="evaluate on a fixed random subset of this many examples")
     flag("--eval-batch-size", type=_positive_int, help=f"evaluation batch size (default {defaults.eval_batch_size})")
     flag("--steps-per-call", type=_positive_int,
-         help=f"most batches per compiled chunk (default {defaults.steps_per_call})")
+         help="most batches per compiled call (default: the whole epoch in one lax.scan; "
+              "chunks of 8 unrolled batches for impl=lax on CPU)")
     flag("--workdir", help="run directory (default runs/YYYYmmdd-HHMMSS)")
     flag("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
     flag("--no-progress", action="store_true", help="no progress bar")
+    cluster = parser.add_argument_group(
+        "multi-process (several hosts)", "start one process per host with the same flags and its own "
+        "--process-id; JAX's own environment (JAX_COORDINATOR_ADDRESS, Slurm, Open MPI) also works")
+    cluster.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator service")
+    cluster.add_argument("--num-processes", type=_positive_int, help="number of processes in the run")
+    cluster.add_argument("--process-id", type=_non_negative_int, help="this process's index, 0 ... N-1")
     parser.set_defaults(handler=_train)
 
 
@@ -102,6 +113,7 @@ def _notice(line: str) -> None:
 def _train(args) -> int:
     explicit = _explicit_config(args)
     try:
+        parallel.initialize(parallel.Cluster(args.coordinator, args.num_processes, args.process_id))
         if args.resume:
             if args.workdir is None:
                 raise CliError("--resume needs --workdir DIR, the run to continue")
@@ -109,17 +121,23 @@ def _train(args) -> int:
             config = dataclasses.replace(saved, **explicit)
         else:
             config = train.TrainConfig(**explicit)
-        workdir = pathlib.Path(args.workdir or time.strftime("runs/%Y%m%d-%H%M%S"))
+        workdir = checkpoint.check_workdir(args.workdir or time.strftime("runs/%Y%m%d-%H%M%S"))
         run = train.prepare(config, workdir, resume=args.resume, notice=_notice)
     except (ValueError, ImportError, RuntimeError) as error:
         raise CliError(error) from error
-    print(f"jaxcnn: training {run.config.model} on {run.config.dataset} in {workdir}", flush=True)
+    writer = parallel.is_writer()
+    if writer:
+        print(f"jaxcnn: training {run.config.model} on {run.config.dataset} in {workdir} "
+              f"({run.mesh.devices.size} devices, {jax.process_count()} processes)", flush=True)
     try:
         result = train.run_epochs(run, progress=not args.no_progress, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         _notice(f"jaxcnn: interrupted; continue with: jaxcnn train --resume --workdir {workdir}")
         return INTERRUPTED
-    if result.history:
+    except train.Diverged as error:
+        _notice(f"jaxcnn: error: {_one_line(error)}")
+        return DIVERGED
+    if result.history and writer:
         last = result.history[-1]
         print(f"test accuracy {last['test_accuracy']:.2%} after epoch {last['epoch']}; "
               f"metrics, checkpoints and plots in {workdir}")

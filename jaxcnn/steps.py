@@ -1,14 +1,18 @@
-"""The compiled pieces of training: an epoch chunk and a masked, batched evaluation.
+"""The compiled pieces of training: an epoch (or a chunk of one) and a masked, batched evaluation.
 
 An epoch shuffles the device-resident data set with ``jax.random.permutation``,
 drops the ragged last batch (``N mod batch_size`` examples, a different few each
-epoch) and runs as ``steps_per_epoch / chunk`` calls of ONE compiled function,
-each a ``lax.scan`` over ``chunk`` batches that donates the params and optimizer
-state. The scan is unrolled: XLA:CPU runs a convolution whose dimension numbers
-are not canonical (the kernel and input gradients) up to 30× slower inside a
-while-loop body (jax-ml/jax#12868), and one compile still covers every chunk.
-Evaluation is one compiled ``lax.scan`` over fixed-size, zero-padded batches
-with a mask, so every example counts exactly once.
+epoch) and runs as ONE compiled ``lax.scan`` over its batches that donates the
+params and optimizer state. Every array is placed on a 1-D ``data`` mesh
+(:mod:`jaxcnn.parallel`): data and state replicated, each batch sharded.
+
+One exception, chosen by :func:`plan_epoch`: XLA:CPU runs ``lax.conv`` ops whose
+dimension numbers are not canonical (the kernel and input gradients) about 20×
+slower inside a while-loop body (jax-ml/jax#12868; 3.7 s against 0.19 s per
+classic-net step, measured here). When that applies the epoch runs as
+``steps_per_epoch / chunk`` calls of one compiled, *unrolled* scan of ``chunk``
+batches instead. Evaluation is one compiled ``lax.scan`` over fixed-size,
+zero-padded batches with a mask, so every example counts exactly once.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import optax
 from jax import lax
 
 from jaxcnn import augment as augment_lib
-from jaxcnn import gradients
+from jaxcnn import gradients, parallel
 from jaxcnn.activations import log_softmax
+
+UNROLLED_CHUNK = 8
 
 
 def chunk_size(steps_per_epoch: int, steps_per_call: int) -> int:
@@ -36,12 +42,27 @@ def chunk_size(steps_per_epoch: int, steps_per_call: int) -> int:
     return max(d for d in range(1, min(steps_per_epoch, steps_per_call) + 1) if steps_per_epoch % d == 0)
 
 
+def plan_epoch(steps_per_epoch: int, steps_per_call, loop_penalty: bool):
+    """``(chunk, unroll)``: how many batches one compiled call runs, and whether its scan is unrolled.
+
+    Args:
+      steps_per_call: the most batches per call; ``None`` = the whole epoch,
+        or :data:`UNROLLED_CHUNK` when ``loop_penalty``.
+      loop_penalty: the model's convolutions run slowly inside a while loop on
+        this backend (``lax`` convolutions on CPU), so the scan is unrolled.
+    """
+    if steps_per_call is None:
+        steps_per_call = UNROLLED_CHUNK if loop_penalty else steps_per_epoch
+    return chunk_size(steps_per_epoch, steps_per_call), loop_penalty
+
+
 def _epoch_batches(key, count: int, steps: int, batch_size: int):
     """This epoch's ``(steps, batch_size)`` example indices: a permutation, ragged tail dropped."""
     return jax.random.permutation(key, count)[: steps * batch_size].reshape(steps, batch_size)
 
 
-def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, steps_per_epoch: int, chunk: int):
+def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, steps_per_epoch: int, chunk: int,
+                     unroll: bool = False, mesh=None):
     """``train_chunk(params, opt_state, images, labels, epoch_key, index)``, jitted.
 
     Runs batches ``index * chunk ... (index + 1) * chunk - 1`` of the epoch that
@@ -52,26 +73,38 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
 
     Args:
       model: a :class:`jaxcnn.layers.Layer`; tx: an ``optax.GradientTransformation``.
-      chunk: must divide ``steps_per_epoch`` (see :func:`chunk_size`).
+      chunk: must divide ``steps_per_epoch`` (see :func:`plan_epoch`);
+        ``chunk == steps_per_epoch`` makes one call the whole epoch.
+      unroll: unroll the scan over the chunk's batches.
+      mesh: the ``data`` mesh (default :func:`jaxcnn.parallel.data_mesh`); each
+        batch's indices, hence its examples, are sharded along it, and the
+        returned state, losses and counts are replicated.
 
     Returns:
       The jitted ``train_chunk``, donating ``params`` and ``opt_state``. Its
       ``images`` are ``(N, H, W, C)``, ``labels`` ``(N,)`` ints, ``index`` an int32
-      scalar; it returns ``(params, opt_state, losses, correct)``: the updated
-      state, and per step the mean batch loss ``(chunk,)`` and the count of
-      correct predictions ``(chunk,)`` (on the augmented batch, before the update).
+      scalar; it returns ``(params, opt_state, losses, correct, finite)``: the
+      updated state, and per step the mean batch loss ``(chunk,)``, the count of
+      correct predictions ``(chunk,)`` (on the augmented batch, before the
+      update) and whether the loss and every gradient entry were finite ``(chunk,)``.
     """
+
+    mesh = parallel.data_mesh() if mesh is None else mesh
+    parallel.check_batch(batch_size, mesh)
+    split_batch = parallel.batch_sharded(mesh)
 
     def step(images, labels, augment_key, state, inputs):
         params, opt_state = state
         indices, step_index = inputs
+        indices = lax.with_sharding_constraint(indices, split_batch)
         x = augment_lib.augment_batch(augment, jax.random.fold_in(augment_key, step_index), images[indices])
         y = labels[indices]
         loss, grads = gradients.loss_and_grad(model, params, x, y, mode=grad)
         # The same forward as inside loss_and_grad: XLA computes it once (CSE).
         correct = jnp.sum(jnp.argmax(model.apply(params, x), axis=-1) == y)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, correct)
+        return (optax.apply_updates(params, updates), opt_state), (loss, correct, finite)
 
     def train_chunk(params, opt_state, images, labels, epoch_key, index):
         order_key, augment_key = jax.random.split(epoch_key)
@@ -79,10 +112,10 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         first = index * chunk
         inputs = (lax.dynamic_slice_in_dim(batches, first, chunk), first + jnp.arange(chunk))
         body = functools.partial(step, images, labels, augment_key)
-        (params, opt_state), (losses, correct) = lax.scan(body, (params, opt_state), inputs, unroll=True)
-        return params, opt_state, losses, correct
+        (params, opt_state), per_step = lax.scan(body, (params, opt_state), inputs, unroll=unroll)
+        return (params, opt_state, *per_step)
 
-    return jax.jit(train_chunk, donate_argnums=(0, 1))
+    return jax.jit(train_chunk, donate_argnums=(0, 1), out_shardings=parallel.replicated(mesh))
 
 
 class EvalSet(NamedTuple):
@@ -108,19 +141,25 @@ def batch_for_eval(images, labels, batch_size: int) -> EvalSet:
                    jnp.asarray(mask.reshape(shape)), count)
 
 
-def make_evaluate(model):
+def make_evaluate(model, mesh=None):
     """``evaluate(params, images, labels, mask) -> (loss_sum, correct)``, jitted.
 
     Args:
       images: ``(B, E, H, W, C)``; labels, mask: ``(B, E)`` (see :class:`EvalSet`).
+      mesh: as in :func:`make_train_chunk`; each batch is sharded along ``data``
+        when ``E`` divides evenly over the devices, else computed replicated.
 
     Returns:
       The summed cross-entropy and the number of correct predictions over the
       examples whose mask is 1.
     """
 
+    mesh = parallel.data_mesh() if mesh is None else mesh
+
     def batch_totals(params, totals, batch):
         x, y, mask = batch
+        if x.shape[0] % mesh.devices.size == 0:
+            x = lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
         logits = model.apply(params, x)
         nll = -jnp.take_along_axis(log_softmax(logits), y[:, None], axis=1)[:, 0]
         correct = jnp.sum((jnp.argmax(logits, axis=-1) == y) * (mask > 0))
@@ -131,4 +170,4 @@ def make_evaluate(model):
         totals, _ = lax.scan(lambda t, b: batch_totals(params, t, b), start, (images, labels, mask))
         return totals
 
-    return jax.jit(evaluate)
+    return jax.jit(evaluate, out_shardings=parallel.replicated(mesh))

@@ -3,10 +3,16 @@
 The data set lives on the device. Epoch ``e`` is keyed by
 ``fold_in(train_key, e)`` (shuffling and augmentation), so a resumed run repeats
 exactly what an uninterrupted one does. Each epoch runs as a few calls of one
-compiled chunk (``jaxcnn.steps``), which lets a tqdm bar advance and show the
-running loss; then the test split is evaluated, one JSON line is appended to
+compiled epoch program (``jaxcnn.steps``; a tqdm bar advances per call); then
+the test split is evaluated, one JSON line is appended to
 ``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.checkpoint``).
 At the end, ``jaxcnn.plots`` draws the curves and the first layer's filters.
+
+The same code runs on one device, on every device of a host and on several
+hosts: the batch is sharded along a ``data`` mesh (``jaxcnn.parallel``), and in
+a multi-process run only process 0 writes the metrics, the plots and the log.
+A non-finite loss stops the run (:class:`Diverged`) before anything of the bad
+epoch is written, so the last good checkpoint stays the newest.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ import numpy as np
 import optax
 
 from jaxcnn import augment as augment_lib
-from jaxcnn import checkpoint, data, gradients, models, plots
+from jaxcnn import checkpoint, data, gradients, models, parallel, plots
 from jaxcnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401
-from jaxcnn.steps import EvalSet, batch_for_eval, chunk_size, make_evaluate, make_train_chunk
+from jaxcnn.steps import EvalSet, batch_for_eval, make_evaluate, make_train_chunk, plan_epoch
 
 SUBSET_SEED = 0
 
@@ -53,7 +59,9 @@ class TrainConfig:
       train_limit, test_limit: train/test on a fixed random subset of this many
         examples (the same subset for every seed); ``None`` = all.
       eval_batch_size: examples per evaluation batch.
-      steps_per_call: the most batches one compiled chunk runs (see ``steps.chunk_size``).
+      steps_per_call: the most batches one compiled call runs; ``None`` = the
+        whole epoch in one ``lax.scan`` (or chunks of ``steps.UNROLLED_CHUNK``
+        where ``steps.plan_epoch`` unrolls).
     """
 
     model: str = "classic"
@@ -72,7 +80,7 @@ class TrainConfig:
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
     eval_batch_size: int = 500
-    steps_per_call: int = 8
+    steps_per_call: Optional[int] = None
 
     def validated(self) -> "TrainConfig":
         """Checks every field; returns the config with ``lr`` filled in.
@@ -86,9 +94,9 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         augment_lib.check_augment(self.augment)
-        for name in ("epochs", "batch_size", "eval_batch_size", "steps_per_call"):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
             _check_positive_int(name, getattr(self, name))
-        for name in ("train_limit", "test_limit"):
+        for name in ("train_limit", "test_limit", "steps_per_call"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -174,8 +182,12 @@ def initial_state(config: TrainConfig, params, tx) -> dict:
             "key": jax.random.key_data(jax.random.key(config.seed))}
 
 
+class Diverged(RuntimeError):
+    """The loss (or, at an epoch's end, a parameter) became NaN or infinite."""
+
+
 class Run(NamedTuple):
-    """A prepared run: data on the device, model, optimizer, state and history so far."""
+    """A prepared run: data and state replicated on the mesh's devices, model, optimizer, history."""
 
     config: TrainConfig
     workdir: pathlib.Path
@@ -187,6 +199,7 @@ class Run(NamedTuple):
     steps_per_epoch: int
     state: dict
     history: list
+    mesh: object
 
 
 def _check_resumable(config: TrainConfig, saved: TrainConfig) -> None:
@@ -211,11 +224,14 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
 
     Raises:
       ValueError: a bad config, missing or malformed data, a batch larger than
-        the training set, ``resume`` without a checkpoint, or a fresh run in a
-        work directory that already holds one.
+        the training set or not a multiple of the device count, ``resume``
+        without a checkpoint, or a fresh run in a work directory that already
+        holds one.
     """
     workdir = pathlib.Path(workdir)
+    mesh = parallel.data_mesh()
     config = resolve_dataset(config.validated(), notice)
+    parallel.check_batch(config.batch_size, mesh)
     last = checkpoint.latest_epoch(workdir) if resume else None
     if resume:
         _check_resumable(config, TrainConfig.from_dict(checkpoint.load_config(workdir)))
@@ -239,9 +255,14 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     if resume:
         state = checkpoint.restore(workdir, state, last)
         history = checkpoint.truncate_metrics(workdir, last)
-    checkpoint.save_config(workdir, dataclasses.asdict(config))
-    return Run(config, workdir, model, tx, jnp.asarray(train_images), jnp.asarray(train_labels),
-               batch_for_eval(test_images, test_labels, config.eval_batch_size), steps, state, history)
+    if parallel.is_writer():
+        checkpoint.save_config(workdir, dataclasses.asdict(config))
+    test = batch_for_eval(test_images, test_labels, config.eval_batch_size)
+    arrays = parallel.put_replicated(
+        (train_images, train_labels, (test.images, test.labels, test.mask), parallel.to_host(state)), mesh)
+    train_images, train_labels, test_arrays, state = arrays
+    return Run(config, workdir, model, tx, train_images, train_labels, EvalSet(*test_arrays, test.count),
+               steps, state, history, mesh)
 
 
 # ------------------------------------------------------------------ the loop
@@ -255,29 +276,55 @@ class Result(NamedTuple):
     history: list
 
 
+def loop_penalty(impl: str) -> bool:
+    """Whether ``impl``'s convolutions run slowly inside a while loop here (``lax`` on CPU, see ``jaxcnn.steps``)."""
+    return jax.default_backend() == "cpu" and impl == "lax"
+
+
 def _compile(run: Run):
-    """Compiles the train chunk and the evaluation ahead of time; returns them and the seconds taken."""
+    """Compiles the epoch program and the evaluation ahead of time; returns them, the chunk and the seconds taken."""
     start = time.perf_counter()
-    chunk = chunk_size(run.steps_per_epoch, run.config.steps_per_call)
-    state = run.state
-    config = run.config
+    config, state, mesh = run.config, run.state, run.mesh
+    chunk, unroll = plan_epoch(run.steps_per_epoch, config.steps_per_call, loop_penalty(config.impl))
+    key, index = parallel.put_replicated((jax.random.key_data(jax.random.key(0)), np.int32(0)), mesh)
     train_chunk = make_train_chunk(
         run.model, run.tx, grad=config.grad, augment=config.augment, batch_size=config.batch_size,
-        steps_per_epoch=run.steps_per_epoch, chunk=chunk).lower(
+        steps_per_epoch=run.steps_per_epoch, chunk=chunk, unroll=unroll, mesh=mesh).lower(
         state["params"], state["opt_state"], run.train_images, run.train_labels,
-        jax.random.key(0), jnp.int32(0)).compile()
-    evaluate = make_evaluate(run.model).lower(
+        jax.random.wrap_key_data(key), index).compile()
+    evaluate = make_evaluate(run.model, mesh).lower(
         state["params"], run.test.images, run.test.labels, run.test.mask).compile()
     return train_chunk, evaluate, chunk, time.perf_counter() - start
 
 
-def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch_key, bar):
-    """Runs one epoch as ``steps_per_epoch / chunk`` calls; returns the state, loss sum, correct count."""
+def _check_finite(losses, finite, epoch: int, first_step: int, workdir) -> None:
+    bad = np.flatnonzero(~finite)
+    if bad.size:
+        step, loss = first_step + int(bad[0]), losses[bad[0]]
+        what = f"the training loss became {loss}" if not np.isfinite(loss) else "a gradient became NaN or infinite"
+        raise Diverged(f"{what} at epoch {epoch}, step {step}; stopped. {_kept(workdir, epoch)}")
+
+
+def _kept(workdir, epoch: int) -> str:
+    if epoch == 1:
+        return "No checkpoint was written."
+    return f"The last good checkpoint (epoch {epoch - 1}) in {pathlib.Path(workdir) / checkpoint.CHECKPOINT_DIR} is kept."
+
+
+def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch: int, epoch_key, bar):
+    """Runs one epoch as ``steps_per_epoch / chunk`` calls; returns the state, loss sum, correct count.
+
+    Raises:
+      Diverged: a step's loss or gradient is not finite (steps counted from 1 in the epoch).
+    """
     loss_sum, correct, done = 0.0, 0, 0
     for index in range(run.steps_per_epoch // chunk):
-        params, opt_state, losses, hits = train_chunk(
-            params, opt_state, run.train_images, run.train_labels, epoch_key, jnp.int32(index))
-        loss_sum += float(np.sum(np.asarray(losses, np.float64)))
+        key, position = parallel.put_replicated((jax.random.key_data(epoch_key), np.int32(index)), run.mesh)
+        params, opt_state, losses, hits, finite = train_chunk(
+            params, opt_state, run.train_images, run.train_labels, jax.random.wrap_key_data(key), position)
+        losses, hits, finite = parallel.to_host((losses, hits, finite))
+        _check_finite(losses, finite, epoch, done + 1, run.workdir)
+        loss_sum += float(np.sum(losses.astype(np.float64)))
         correct += int(np.sum(hits))
         done += chunk
         bar.update(chunk)
@@ -292,8 +339,8 @@ def _record(run: Run, epoch: int, train: tuple, test: tuple, seconds: tuple) -> 
         "epoch": epoch, "train_loss": loss_sum / run.steps_per_epoch, "train_accuracy": correct / examples,
         "test_loss": float(test_loss) / run.test.count, "test_accuracy": int(test_correct) / run.test.count,
         "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds, "images_per_second": examples / epoch_seconds,
-        "train_examples": examples, "test_examples": run.test.count, "devices": len(jax.devices()),
-        "platform": jax.devices()[0].platform, "model": config.model, "dataset": config.dataset,
+        "train_examples": examples, "test_examples": run.test.count, "devices": run.mesh.devices.size,
+        "processes": jax.process_count(), "platform": jax.devices()[0].platform, "model": config.model, "dataset": config.dataset,
         "grad": config.grad, "impl": config.impl, "optimizer": config.optimizer, "schedule": config.schedule,
         "lr": config.lr, "batch_size": config.batch_size, "augment": config.augment, "seed": config.seed,
     }
@@ -320,28 +367,32 @@ def run_epochs(run: Run, *, progress: bool = True, stop_after: Optional[int] = N
 
     config, state = run.config, run.state
     params, opt_state, history = state["params"], state["opt_state"], list(run.history)
-    _, train_key = jax.random.split(jax.random.wrap_key_data(jnp.asarray(state["key"])))
+    _, train_key = jax.random.split(jax.random.wrap_key_data(jnp.asarray(parallel.to_host(state["key"]))))
+    writer = parallel.is_writer()
     train_chunk, evaluate, chunk, compile_seconds = _compile(run)
     first, last = int(state["epoch"]) + 1, config.epochs
     if stop_after is not None:
         last = min(last, int(state["epoch"]) + stop_after)
     for epoch in range(first, last + 1):
         with tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
-                  leave=False, disable=not progress) as bar:
+                  leave=False, disable=not (progress and writer)) as bar:
             start = time.perf_counter()
             params, opt_state, *train = _train_epoch(
-                run, train_chunk, chunk, params, opt_state, jax.random.fold_in(train_key, epoch), bar)
+                run, train_chunk, chunk, params, opt_state, epoch, jax.random.fold_in(train_key, epoch), bar)
             epoch_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        test = jax.block_until_ready(evaluate(params, run.test.images, run.test.labels, run.test.mask))
+        test = parallel.to_host(evaluate(params, run.test.images, run.test.labels, run.test.mask))
         record = _record(run, epoch, tuple(train), test, (epoch_seconds, time.perf_counter() - start))
         if epoch == first:
             record["compile_seconds"] = compile_seconds
         history.append(record)
-        checkpoint.append_metrics(run.workdir, record)
+        if writer:
+            checkpoint.append_metrics(run.workdir, record)
         checkpoint.save(run.workdir, {"params": params, "opt_state": opt_state, "epoch": epoch, "key": state["key"]})
-        log(_log_line(record, config.epochs))
-    write_plots(run.workdir, history, params)
+        if writer:
+            log(_log_line(record, config.epochs))
+    if writer:
+        write_plots(run.workdir, history, parallel.to_host(params))
     return Result(params, opt_state, history)
 
 
@@ -381,7 +432,9 @@ def evaluate_checkpoint(workdir, epoch: Optional[int] = None) -> dict:
     model, params = build_model(config, images.shape[1:], data.num_classes(config.dataset, config.data_dir))
     tx = make_optimizer(config, steps_per_epoch=1)
     state = checkpoint.restore(workdir, initial_state(config, params, tx), epoch)
+    mesh = parallel.data_mesh()
     test = batch_for_eval(images, labels, config.eval_batch_size)
-    loss, correct = make_evaluate(model)(state["params"], test.images, test.labels, test.mask)
+    arrays = parallel.put_replicated((parallel.to_host(state["params"]), test.images, test.labels, test.mask), mesh)
+    loss, correct = parallel.to_host(make_evaluate(model, mesh)(*arrays))
     return {"epoch": int(state["epoch"]), "test_loss": float(loss) / test.count,
             "test_accuracy": int(correct) / test.count, "test_examples": test.count, "correct": int(correct)}

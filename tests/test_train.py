@@ -280,3 +280,36 @@ def test_filter_tiles_scale_each_filter_to_unit_range():
     assert plots.filter_tiles(np.ones((3, 3, 3, 4))).shape == (4, 3, 3, 3)
     with pytest.raises(ValueError, match="2-D kernel"):
         plots.filter_tiles(np.ones((3, 1, 4)))
+
+
+# ------------------------------------------------------------------ divergence
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = dataclasses.replace(SMALL, train_limit=200, test_limit=100, epochs=3, augment="none")
+    train.run_epochs(train.prepare(config, tmp_path), progress=False, stop_after=1, log=_quiet)
+    run = train.prepare(config, tmp_path, resume=True)
+    poisoned = run._replace(train_images=run.train_images * jnp.nan)  # every batch of epoch 2 is NaN
+    # ReLU maps a NaN input to 0, so the loss stays finite; the gradient does not.
+    with pytest.raises(train.Diverged, match=r"gradient became NaN or infinite at epoch 2, step 1;.*"
+                                             r"checkpoint \(epoch 1\)"):
+        train.run_epochs(poisoned, progress=False, log=_quiet)
+    assert checkpoint.latest_epoch(tmp_path) == 1
+    assert [r["epoch"] for r in checkpoint.read_metrics(tmp_path)] == [1]
+    resumed = train.train_and_evaluate(config, tmp_path, resume=True, progress=False, log=_quiet)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert all(np.isfinite(r["train_loss"]) for r in resumed.history)
+
+
+def test_the_cli_reports_divergence_in_one_line_with_status_3(capsys, monkeypatch, tmp_path):
+    from jaxcnn import cli
+
+    def diverge(run, **_):
+        raise train.Diverged("the training loss became inf at epoch 4, step 17; stopped.")
+
+    monkeypatch.setattr(train, "run_epochs", diverge)
+    status = cli.main(["train", "--dataset", "mnist-sample", "--train-limit", "100", "--test-limit", "100",
+                       "--batch-size", "50", "--no-progress", "--workdir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == cli.DIVERGED == 3
+    assert err == ["jaxcnn: error: the training loss became inf at epoch 4, step 17; stopped."]

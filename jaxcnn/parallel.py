@@ -5,7 +5,8 @@ devices after :func:`initialize`). The training set, params and optimizer state
 are *replicated* on every device; inside the compiled epoch each batch's
 example indices are constrained to be *sharded* along ``data``, so device
 ``k`` of ``D`` gathers and computes on examples ``k·B/D ... (k+1)·B/D − 1`` of the
-batch. The loss is a mean over the whole batch, so its gradient (autodiff, the
+batch (a batch that does not split evenly, e.g. 125 over 8 devices, is padded
+by XLA and masked in every reduction). The loss is a mean over the whole batch, so its gradient (autodiff, the
 hand rules and the hand-written backprop alike) sums over devices: XLA's SPMD
 partitioner inserts that all-reduce. Nothing here communicates by hand.
 
@@ -93,14 +94,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """The leading (batch) axis is split evenly along ``data``."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def check_batch(batch_size: int, mesh: Mesh, name: str = "batch_size") -> None:
-    """Raises ``ValueError`` unless ``batch_size`` splits evenly over the mesh's devices."""
-    devices = mesh.devices.size
-    if batch_size % devices:
-        raise ValueError(f"{name} must be a multiple of the {devices} devices the batch is sharded over, "
-                         f"got {batch_size}")
 
 
 def put_replicated(tree, mesh: Mesh):

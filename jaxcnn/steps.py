@@ -90,7 +90,6 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
     """
 
     mesh = parallel.data_mesh() if mesh is None else mesh
-    parallel.check_batch(batch_size, mesh)
     split_batch = parallel.batch_sharded(mesh)
 
     def step(images, labels, augment_key, state, inputs):
@@ -146,8 +145,7 @@ def make_evaluate(model, mesh=None):
 
     Args:
       images: ``(B, E, H, W, C)``; labels, mask: ``(B, E)`` (see :class:`EvalSet`).
-      mesh: as in :func:`make_train_chunk`; each batch is sharded along ``data``
-        when ``E`` divides evenly over the devices, else computed replicated.
+      mesh: as in :func:`make_train_chunk`; each batch is sharded along ``data``.
 
     Returns:
       The summed cross-entropy and the number of correct predictions over the
@@ -158,8 +156,7 @@ def make_evaluate(model, mesh=None):
 
     def batch_totals(params, totals, batch):
         x, y, mask = batch
-        if x.shape[0] % mesh.devices.size == 0:
-            x = lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
+        x = lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
         logits = model.apply(params, x)
         nll = -jnp.take_along_axis(log_softmax(logits), y[:, None], axis=1)[:, 0]
         correct = jnp.sum((jnp.argmax(logits, axis=-1) == y) * (mask > 0))

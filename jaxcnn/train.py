@@ -224,14 +224,13 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
 
     Raises:
       ValueError: a bad config, missing or malformed data, a batch larger than
-        the training set or not a multiple of the device count, ``resume``
+        the training set, ``resume``
         without a checkpoint, or a fresh run in a work directory that already
         holds one.
     """
     workdir = pathlib.Path(workdir)
     mesh = parallel.data_mesh()
     config = resolve_dataset(config.validated(), notice)
-    parallel.check_batch(config.batch_size, mesh)
     last = checkpoint.latest_epoch(workdir) if resume else None
     if resume:
         _check_resumable(config, TrainConfig.from_dict(checkpoint.load_config(workdir)))

@@ -109,14 +109,6 @@ def test_a_single_process_run_initializes_nothing(monkeypatch):
     assert parallel.Cluster().requested()
 
 
-def test_a_batch_that_does_not_split_over_the_devices_is_refused():
-    mesh = parallel.data_mesh()
-    parallel.check_batch(8 * mesh.devices.size, mesh)
-    if mesh.devices.size > 1:
-        with pytest.raises(ValueError, match="batch_size must be a multiple of the"):
-            parallel.check_batch(mesh.devices.size + 1, mesh)
-
-
 @pytest.mark.parametrize("steps_per_epoch, steps_per_call, penalty, expected", [
     (40, None, False, (40, False)),   # the whole epoch, one rolled lax.scan
     (40, None, True, (8, True)),      # lax on CPU: unrolled chunks of 8

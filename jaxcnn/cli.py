@@ -128,7 +128,7 @@ def _train(args) -> int:
     writer = parallel.is_writer()
     if writer:
         print(f"jaxcnn: training {run.config.model} on {run.config.dataset} in {workdir} "
-              f"({run.mesh.devices.size} devices, {jax.process_count()} processes)", flush=True)
+              f"({_count(run.mesh.devices.size, 'device')}, {_count(jax.process_count(), 'process')})", flush=True)
     try:
         result = train.run_epochs(run, progress=not args.no_progress, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_grads_parser(commands)
     _add_summary_parser(commands)
     return parser
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "es" if noun.endswith("s") else "s")
 
 
 def _one_line(error) -> str:

@@ -200,7 +200,7 @@ def _manager(workdir, create: bool, temporary_path_class=None):
     return ocp.CheckpointManager(_directory(workdir), options=options)
 
 
-def epochs(workdir) -> list:
+def committed_epochs(workdir) -> list:
     """The epochs with a committed checkpoint in ``WORKDIR``, ascending (``[]`` if none)."""
     if not _directory(workdir).is_dir():
         return []
@@ -210,7 +210,7 @@ def epochs(workdir) -> list:
 
 def latest_epoch(workdir) -> int | None:
     """The epoch of the newest committed checkpoint in ``WORKDIR``, or ``None`` if there is none."""
-    committed = epochs(workdir)
+    committed = committed_epochs(workdir)
     return committed[-1] if committed else None
 
 
@@ -225,7 +225,8 @@ def _sweep_uncommitted(directory: pathlib.Path) -> None:
 def _prune(directory: pathlib.Path, keep: int) -> None:
     """Deletes all but the ``keep`` newest committed epochs: each is first renamed to an
     uncommitted name (atomic), so a kill mid-delete never leaves a partial ``checkpoints/<epoch>``."""
-    committed = sorted(int(path.name) for path in directory.iterdir() if path.name.isdigit() and path.is_dir())
+    committed = sorted(int(path.name) for path in directory.iterdir()
+                       if path.name.isdigit() and str(int(path.name)) == path.name and path.is_dir())
     for epoch in committed[:-keep]:
         doomed = directory / f"{epoch}{UNCOMMITTED_MARK}-pruned"
         os.rename(directory / str(epoch), doomed)
@@ -287,7 +288,7 @@ def restore(workdir, like: dict | None, epoch: int | None = None) -> dict:
     """
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-    committed = epochs(workdir)
+    committed = committed_epochs(workdir)
     if not committed:
         raise ValueError(f"no checkpoint in {pathlib.Path(workdir) / CHECKPOINT_DIR}")
     epoch = committed[-1] if epoch is None else epoch

@@ -91,7 +91,9 @@ def load(name: str, split: str, data_dir: str | None = None) -> Arrays:
 
 def num_classes(name: str, data_dir: str | None = None) -> int:
     """Number of classes of ``name`` (10 for ``"mnist-sample"`` and ``"idx:DIR"``)."""
-    if name == SAMPLE_NAME or (isinstance(name, str) and name.startswith(IDX_PREFIX)):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be {NAME_FORMS}, got {name!r}")
+    if name == SAMPLE_NAME or name.startswith(IDX_PREFIX):
         return IDX_NUM_CLASSES
     return _tfds_builder(name, data_dir).info.features["label"].num_classes
 

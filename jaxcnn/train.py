@@ -108,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a non-empty string, got {self.dataset!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir must be None or a directory path (str), got {self.data_dir!r}")
         return dataclasses.replace(self, lr=float(lr))
 
     @classmethod
@@ -218,25 +220,27 @@ def _check_fresh(workdir: pathlib.Path) -> None:
 def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print) -> Run:
     """Validates ``config``, loads the data onto the device, builds or restores the state.
 
-    With ``resume``, ``WORKDIR`` must hold a run whose saved config equals
-    ``config`` except perhaps ``epochs`` (a longer run keeps going; the schedule
-    then stretches, so only ``schedule="constant"`` continues exactly).
+    With ``resume``, ``WORKDIR`` must hold a run (its ``config.json``) whose
+    saved config equals ``config`` except perhaps ``epochs`` (a longer run keeps
+    going; the schedule then stretches, so only ``schedule="constant"``
+    continues exactly). A run killed before its first checkpoint resumes from
+    epoch 1.
 
     Raises:
-      ValueError: a bad config, missing or malformed data, a batch larger than
-        the training set, ``resume``
-        without a checkpoint, or a fresh run in a work directory that already
-        holds one.
+      TypeError: ``config`` is not a :class:`TrainConfig`.
+      ValueError: a bad config, an unwritable ``workdir``, missing or malformed
+        data, a batch larger than the training set, ``resume`` where no run was
+        started, or a fresh run in a work directory that already holds one.
     """
-    workdir = pathlib.Path(workdir)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a jaxcnn.TrainConfig, got {type(config).__name__}")
+    workdir = checkpoint.check_workdir(workdir)
     mesh = parallel.data_mesh()
     config = resolve_dataset(config.validated(), notice)
     last = checkpoint.latest_epoch(workdir) if resume else None
     if resume:
         _check_resumable(config, TrainConfig.from_dict(checkpoint.load_config(workdir)))
-        if last is None:
-            raise ValueError(f"cannot resume: no checkpoint in {workdir / checkpoint.CHECKPOINT_DIR}")
-        if config.epochs < last:
+        if last is not None and config.epochs < last:
             raise ValueError(f"epochs must be at least the {last} epochs already trained, got {config.epochs}")
     else:
         _check_fresh(workdir)
@@ -251,9 +255,10 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     tx = make_optimizer(config, steps)
     state = initial_state(config, params, tx)
     history = []
-    if resume:
+    if resume and last is not None:
         state = checkpoint.restore(workdir, state, last)
-        history = checkpoint.truncate_metrics(workdir, last)
+    if resume:
+        history = checkpoint.truncate_metrics(workdir, last or 0)
     if parallel.is_writer():
         checkpoint.save_config(workdir, dataclasses.asdict(config))
     test = batch_for_eval(test_images, test_labels, config.eval_batch_size)

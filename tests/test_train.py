@@ -136,7 +136,7 @@ def test_resume_needs_a_checkpoint_and_the_same_config(runs, tmp_path):
     ("model", "resnet"), ("grad", "numeric"), ("impl", "winograd"), ("optimizer", "lbfgs"),
     ("schedule", "step"), ("augment", "mixup"), ("epochs", 0), ("batch_size", -1), ("batch_size", 2.5),
     ("lr", 0.0), ("lr", float("nan")), ("lr", float("inf")), ("weight_decay", -1.0), ("seed", -1),
-    ("train_limit", 0), ("eval_batch_size", 0), ("steps_per_call", 0), ("dataset", ""),
+    ("train_limit", 0), ("eval_batch_size", 0), ("steps_per_call", 0), ("dataset", ""), ("data_dir", 3),
 ])
 def test_bad_config_fields_raise_value_errors_naming_them(field, value):
     with pytest.raises(ValueError, match=field):
@@ -313,3 +313,16 @@ def test_the_cli_reports_divergence_in_one_line_with_status_3(capsys, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert status == cli.DIVERGED == 3
     assert err == ["jaxcnn: error: the training loss became inf at epoch 4, step 17; stopped."]
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_1(tmp_path):
+    config = dataclasses.replace(SMALL, train_limit=200, test_limit=100, epochs=1, augment="none")
+    train.prepare(config, tmp_path)  # wrote config.json, then "died" before a checkpoint
+    assert checkpoint.latest_epoch(tmp_path) is None
+    result = train.train_and_evaluate(config, tmp_path, resume=True, progress=False, log=_quiet)
+    assert [r["epoch"] for r in result.history] == [1] and checkpoint.latest_epoch(tmp_path) == 1
+
+
+def test_the_config_must_be_a_train_config(tmp_path):
+    with pytest.raises(TypeError, match="config must be a jaxcnn.TrainConfig, got dict"):
+        train.train_and_evaluate({"model": "classic"}, tmp_path)

@@ -1,0 +1,497 @@
+"""Reliability: every bad input is one clear error, and a killed run resumes exactly.
+
+1. Bad input, table-driven: the Python API raises ``ValueError``/``TypeError``
+   naming the argument and what is accepted; the ``jaxcnn`` command (in-process
+   through ``cli.main``, and in a real process) prints one line
+   ``jaxcnn: error: ...`` on stderr, exits with status 2, no traceback.
+2. The work directory survives a kill at any instant (``jaxcnn.checkpoint``):
+   uncommitted and half-pruned checkpoints are ignored, a torn metrics line too.
+3. Fault tests in real processes: runs killed with SIGKILL during epoch 2's
+   training and inside epoch 2's checkpoint save (``JAXCNN_TEST_KILL_IN_SAVE``),
+   then resumed, end with the params and metrics of an uninterrupted run; two
+   runs with the same seed are bitwise identical (wall-clock fields aside).
+
+The runs are tiny (the ``sequence`` net, 600 train / 500 test digits, 3 epochs of
+12 batches) and run four at a time; one uninterrupted reference run serves
+every comparison.
+"""
+
+import dataclasses
+import gzip
+import json
+import os
+import pathlib
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcnn
+from jaxcnn import checkpoint, cli, data, layers, models, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUN = ["train", "--dataset", "mnist-sample", "--train-limit", "600", "--test-limit", "500", "--batch-size", "50",
+       "--epochs", "3", "--model", "sequence", "--schedule", "constant", "--steps-per-call", "2", "--no-progress"]
+WALL_CLOCK_KEYS = {"epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds"}
+RUN_SECONDS = 300  # per batch of processes; each takes ~15 s alone on 2 cores
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# ============================================================ 1. bad input: API
+
+
+def _tiny_model():
+    model = layers.serial(layers.Flatten(), layers.Dense(10))
+    _, params = model.init(jax.random.PRNGKey(0), (-1, 4, 4, 1))
+    return model, params
+
+
+def _loss_and_grad(**kwargs):
+    model, params = _tiny_model()
+    labels = kwargs.pop("labels", jnp.array([0, 1]))
+    return jaxcnn.loss_and_grad(model, params, jnp.ones((2, 4, 4, 1)), labels, **kwargs)
+
+
+X, W = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+LOGITS = jnp.zeros((2, 10))
+CONFIG = train.TrainConfig(model="sequence", dataset="mnist-sample")
+
+# (id, call, exception type, substrings the message must contain: the argument, the value, what is accepted)
+API_CASES = [
+    ("conv stride 0", lambda: jaxcnn.conv(X, W, stride=0), ValueError, ["stride", ">= 1", "0"]),
+    ("conv stride float", lambda: jaxcnn.conv(X, W, stride=1.5), TypeError, ["stride", "int", "1.5"]),
+    ("conv padding name", lambda: jaxcnn.conv(X, W, padding="HALF"), ValueError, ["padding", '"SAME"', "HALF"]),
+    ("conv padding negative", lambda: jaxcnn.conv(X, W, padding=-1), ValueError, ["padding", ">= 0", "-1"]),
+    ("conv impl", lambda: jaxcnn.conv(X, W, impl="winograd"), ValueError, ["impl", "'lax'", "winograd"]),
+    ("conv grad", lambda: jaxcnn.conv(X, W, grad="numeric"), ValueError, ["grad", "'manual'", "numeric"]),
+    ("conv channels", lambda: jaxcnn.conv(X, jnp.ones((3, 3, 2, 4))), ValueError, ["3 channels", "w.shape[-2]"]),
+    ("conv groups", lambda: jaxcnn.conv(X, W, groups=2), ValueError, ["groups=2", "divide"]),
+    ("conv window", lambda: jaxcnn.conv(X, jnp.ones((9, 9, 3, 4))), ValueError, ["larger than the padded input"]),
+    ("conv bias", lambda: jaxcnn.conv(X, W, jnp.ones(3)), ValueError, ["b must have shape (4,)", "(3,)"]),
+    ("max_pool window", lambda: jaxcnn.max_pool(X, 0), ValueError, ["window", ">= 1"]),
+    ("max_pool rank", lambda: jaxcnn.max_pool(jnp.ones((8, 8)), 2), ValueError, ["x must have shape", "(8, 8)"]),
+    ("avg_pool count_include_pad", lambda: jaxcnn.avg_pool(X, 2, count_include_pad="yes"), TypeError,
+     ["count_include_pad", "True or False", "yes"]),
+    ("dense shapes", lambda: jaxcnn.dense(jnp.ones((2, 3)), jnp.ones((4, 5))), ValueError,
+     ["w must have shape", "in_features=3", "(4, 5)"]),
+    ("dense rank", lambda: jaxcnn.dense(jnp.ones((2, 3, 4)), jnp.ones((4, 5))), ValueError,
+     ["x must have shape (batch, in_features)"]),
+    ("loss float labels", lambda: jaxcnn.softmax_cross_entropy(LOGITS, jnp.array([0.0, 1.0])), TypeError,
+     ["labels", "integer", "float32"]),
+    ("loss label 10 of 10", lambda: jaxcnn.softmax_cross_entropy(LOGITS, jnp.array([0, 10])), ValueError,
+     ["labels must lie in [0, 10)", "[0, 10]"]),
+    ("binary loss label", lambda: jaxcnn.softmax_binary_cross_entropy(LOGITS, jnp.array([-1, 0])), ValueError,
+     ["labels must lie in [0, 10)", "-1"]),
+    ("loss labels shape", lambda: jaxcnn.softmax_cross_entropy(LOGITS, jnp.array([0, 1, 2])), ValueError,
+     ["labels must have shape (batch,)", "(3,)"]),
+    ("loss logits rank", lambda: jaxcnn.softmax_cross_entropy(jnp.zeros(10), jnp.array([0])), ValueError,
+     ["logits must have shape (batch, classes)"]),
+    ("Conv out_channels", lambda: layers.Conv(0, 3), ValueError, ["out_channels", "positive int", "0"]),
+    ("Conv init scheme", lambda: layers.Conv(4, 3, init="xavier").init(jax.random.PRNGKey(0), (-1, 8, 8, 3)),
+     ValueError, ["init", "'he'", "xavier"]),
+    ("Conv input rank", lambda: layers.Conv(4, 3).init(jax.random.PRNGKey(0), (-1, 8)), ValueError,
+     ["Conv expects input_shape", "(-1, 8)"]),
+    ("Dense out_features", lambda: layers.Dense(2.5), ValueError, ["out_features", "positive int", "2.5"]),
+    ("serial non-layer", lambda: layers.serial(layers.Relu(), "dense"), TypeError, ["serial", "Layer"]),
+    ("models.get_model", lambda: models.get_model("resnet"), ValueError, ["model", "'classic'", "resnet"]),
+    ("loss_and_grad mode", lambda: _loss_and_grad(mode="numeric"), ValueError, ["mode", "'backprop'", "numeric"]),
+    ("loss_and_grad loss", lambda: _loss_and_grad(mode="manual", loss=lambda z, y: 0.0), ValueError,
+     ["needs a loss with a hand rule", "softmax_cross_entropy"]),
+    ("loss_and_grad labels", lambda: _loss_and_grad(labels=jnp.array([0, 12])), ValueError,
+     ["labels must lie in [0, 10)"]),
+    ("TrainConfig epochs", lambda: dataclasses.replace(CONFIG, epochs=0).validated(), ValueError,
+     ["epochs", "positive int", "0"]),
+    ("TrainConfig batch_size", lambda: dataclasses.replace(CONFIG, batch_size=2.5).validated(), ValueError,
+     ["batch_size", "positive int", "2.5"]),
+    ("TrainConfig lr text", lambda: dataclasses.replace(CONFIG, lr="abc").validated(), ValueError,
+     ["lr", "positive finite number", "abc"]),
+    ("TrainConfig lr nan", lambda: dataclasses.replace(CONFIG, lr=float("nan")).validated(), ValueError,
+     ["lr", "positive finite number", "nan"]),
+    ("TrainConfig optimizer", lambda: dataclasses.replace(CONFIG, optimizer="lbfgs").validated(), ValueError,
+     ["optimizer", "'adamw'", "lbfgs"]),
+    ("TrainConfig.from_dict", lambda: train.TrainConfig.from_dict({"colour": "red"}), ValueError,
+     ["unknown TrainConfig fields", "colour", "batch_size"]),
+    ("data.load split", lambda: data.load("mnist-sample", "validation"), ValueError,
+     ["split", "'train'", "validation"]),
+    ("data.load name", lambda: data.load(3, "train"), ValueError, ["name must be", "idx:DIR", "got 3"]),
+    ("data.load idx:", lambda: data.load("idx:", "train"), ValueError, ["needs a directory after"]),
+    ("data.load idx missing", lambda: data.load("idx:/no/such/jaxcnn-dir", "train"), ValueError,
+     ["/no/such/jaxcnn-dir", "does not exist"]),
+    ("data.num_classes name", lambda: data.num_classes(3), ValueError, ["name must be", "got 3"]),
+    ("conv_output_size", lambda: jaxcnn.conv_output_size(8, 0), ValueError, ["f must be a positive int", "0"]),
+    ("checkpoint.load_config", lambda: checkpoint.load_config("/no/such/jaxcnn-dir"), ValueError,
+     ["config.json does not exist", "holds no training run"]),
+    ("checkpoint.restore", lambda: checkpoint.restore("/no/such/jaxcnn-dir", {}), ValueError, ["no checkpoint in"]),
+    ("checkpoint.check_workdir", lambda: checkpoint.check_workdir(__file__), ValueError,
+     ["is a file", "must be a directory"]),
+]
+
+
+@pytest.mark.parametrize("call, error, parts", [case[1:] for case in API_CASES], ids=[case[0] for case in API_CASES])
+def test_bad_api_input_raises_a_clear_error(call, error, parts):
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value)
+    assert all(part in message for part in parts), message
+    assert "\n" not in message
+
+
+# ============================================================ 1. bad input: CLI
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(">u1").tobytes()
+
+
+def _write_split(directory: pathlib.Path, stem: str, count: int, labels=None, images_bytes=None, label_count=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    labels = np.arange(label_count or count, dtype=np.uint8) % 10 if labels is None else labels
+    (directory / f"{stem}-images-idx3-ubyte").write_bytes(images_bytes or _idx_bytes(images))
+    (directory / f"{stem}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    """IDX directories, each with one defect (train split; a valid test split), a regular
+    file and a read-only directory."""
+    root = tmp_path_factory.mktemp("bad-input")
+    good = _idx_bytes(np.zeros((100, 28, 28), np.uint8))
+    defects = {
+        "valid": {},
+        "labels_out_of_range": {"labels": np.array([0] * 99 + [10], np.uint8)},
+        "wrong_magic": {"images_bytes": b"\x12\x34" + good[2:]},
+        "truncated": {"images_bytes": good[:-7]},
+        "count_mismatch": {"label_count": 90},
+    }
+    for name, defect in defects.items():
+        _write_split(root / name, "train", 100, **defect)
+        _write_split(root / name, "t10k", 50)
+    _write_split(root / "no_test_split", "train", 100)
+    (root / "corrupt_gzip").mkdir()
+    (root / "corrupt_gzip" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(good)[:40])
+    (root / "corrupt_gzip" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(good[:108]))
+    (root / "a_file").write_text("not a directory\n")
+    (root / "read_only").mkdir(mode=0o500)
+    return root
+
+
+def _idx(name):
+    return lambda root: ["--dataset", f"idx:{root / name}"]
+
+
+# (id, extra argv built from the paths fixture's root, substrings of the error line)
+CLI_CASES = [
+    ("batch size 0", lambda root: ["--batch-size", "0"], ["--batch-size", "positive int", "'0'"]),
+    ("batch size -5", lambda root: ["--batch-size", "-5"], ["--batch-size", "positive int", "'-5'"]),
+    ("batch larger than data", lambda root: [*_idx("valid")(root), "--batch-size", "101"],
+     ["batch_size must be at most the 100 training examples", "101"]),
+    ("epochs 0", lambda root: ["--epochs", "0"], ["--epochs", "positive int", "'0'"]),
+    ("epochs -2", lambda root: ["--epochs", "-2"], ["--epochs", "positive int", "'-2'"]),
+    ("lr 0", lambda root: ["--lr", "0"], ["--lr", "positive finite number", "'0'"]),
+    ("lr -1", lambda root: ["--lr", "-1"], ["--lr", "positive finite number", "'-1'"]),
+    ("lr nan", lambda root: ["--lr", "nan"], ["--lr", "positive finite number", "'nan'"]),
+    ("lr inf", lambda root: ["--lr", "inf"], ["--lr", "positive finite number", "'inf'"]),
+    ("lr abc", lambda root: ["--lr", "abc"], ["--lr", "positive finite number", "'abc'"]),
+    ("train-limit 0", lambda root: ["--train-limit", "0"], ["--train-limit", "positive int"]),
+    ("unknown dataset", lambda root: ["--dataset", "no_such_dataset_xyz"],
+     ["no such TFDS dataset", "no_such_dataset_xyz", "mnist-sample", "idx:DIR"]),
+    ("unknown model", lambda root: ["--model", "resnet"], ["--model", "'resnet'", "'classic'"]),
+    ("unknown grad", lambda root: ["--grad", "numeric"], ["--grad", "'numeric'", "'backprop'"]),
+    ("unknown impl", lambda root: ["--impl", "winograd"], ["--impl", "'winograd'", "'lax'"]),
+    ("unknown optimizer", lambda root: ["--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'", "'adamw'"]),
+    ("idx dir missing", lambda root: ["--dataset", f"idx:{root / 'missing'}"],
+     ["IDX directory", "missing", "does not exist"]),
+    ("idx wrong magic", _idx("wrong_magic"), ["train-images-idx3-ubyte", "magic number 0x12340803", "expected"]),
+    ("idx truncated", _idx("truncated"), ["train-images-idx3-ubyte", "is truncated", "holds 78409 bytes"]),
+    ("idx corrupt gzip", _idx("corrupt_gzip"), ["train-images-idx3-ubyte.gz", "not a valid gzip file"]),
+    ("idx label 10", _idx("labels_out_of_range"), ["train-labels-idx1-ubyte", "labels in [0, 10]", "[0, 9]"]),
+    ("idx count mismatch", _idx("count_mismatch"), ["100 images", "90 labels"]),
+    ("idx no test split", _idx("no_test_split"), ["no test images", "t10k-images-idx3-ubyte"]),
+    ("workdir under a file", lambda root: ["--workdir", str(root / "a_file" / "run")],
+     ["cannot be created", "a_file is a file"]),
+    ("workdir is a file", lambda root: ["--workdir", str(root / "a_file")], ["a_file is a file"]),
+    pytest.param("workdir read-only", lambda root: ["--workdir", str(root / "read_only" / "run")],
+                 ["not writable", "read_only"],
+                 marks=pytest.mark.skipif(IS_ROOT, reason="root ignores permission bits (chmod 0o500)")),
+    ("resume an empty dir", lambda root: ["--resume", "--workdir", str(root / "empty")],
+     ["config.json does not exist", "holds no training run"]),
+]
+
+
+def _case_id(case):
+    return case.values[0] if hasattr(case, "values") else case[0]
+
+
+def _main(capsys, argv):
+    code = cli.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_error_line(code, out, err, parts):
+    lines = err.strip().splitlines()
+    assert code == cli.USAGE_ERROR, (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith("jaxcnn: error: "), err
+    assert all(part in lines[0] for part in parts), lines[0]
+    assert len(lines[0]) < 400, lines[0]
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("name, extra, parts", CLI_CASES, ids=[_case_id(case) for case in CLI_CASES])
+def test_bad_cli_input_is_one_error_line(capsys, paths, tmp_path, name, extra, parts):
+    argv = ["train", "--model", "sequence", "--epochs", "1", "--no-progress", "--dataset", "mnist-sample",
+            "--train-limit", "100", "--test-limit", "100", "--batch-size", "50", *extra(paths)]
+    if "--workdir" not in argv:
+        argv += ["--workdir", tmp_path / "run"]
+    code, out, err = _main(capsys, argv)
+    _assert_one_error_line(code, out, err, parts)
+    assert not (tmp_path / "run").exists()  # nothing written for a rejected run
+
+
+def test_errors_in_a_real_process_are_one_line_without_traceback(paths, tmp_path):
+    """``python -m jaxcnn``: a data error and an unwritable workdir; nothing else reaches stderr."""
+    base = [sys.executable, "-m", "jaxcnn", "train", "--model", "sequence", "--no-progress"]
+    commands = {
+        "labels": [*base, "--dataset", f"idx:{paths / 'labels_out_of_range'}", "--workdir", tmp_path / "run"],
+        "workdir": [*base, "--dataset", "mnist-sample", "--workdir", paths / "a_file" / "run"],
+    }
+    processes = {name: subprocess.Popen([str(arg) for arg in command], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+                 for name, command in commands.items()}
+    done = {name: (process.communicate(timeout=RUN_SECONDS), process.returncode)
+            for name, process in processes.items()}
+    for name, ((out, err), code) in done.items():
+        assert code == cli.USAGE_ERROR, (name, out, err)
+        assert err.count("\n") == 1 and err.startswith("jaxcnn: error: "), (name, err)
+        assert "Traceback" not in out + err
+    assert "labels in [0, 10]; expected [0, 9]" in done["labels"][0][1]
+    assert "a_file is a file" in done["workdir"][0][1]
+
+
+# ============================================ 2. the work directory under kills
+
+
+def _state(epoch, scale=1.0):
+    return {"params": [{"w": jnp.full((3, 4), scale), "b": jnp.arange(4.0)}, ()], "opt_state": (),
+            "epoch": epoch, "key": jnp.array([0, epoch], jnp.uint32)}
+
+
+def _listing(workdir):
+    return sorted(path.name for path in (pathlib.Path(workdir) / checkpoint.CHECKPOINT_DIR).iterdir())
+
+
+def test_uncommitted_checkpoints_are_ignored_then_swept(tmp_path):
+    """An epoch whose save was killed before the commit rename is invisible, and the next save removes it."""
+    checkpoint.save(tmp_path, _state(1))
+    directory = tmp_path / checkpoint.CHECKPOINT_DIR
+    shutil.copytree(directory / "1", directory / f"2{checkpoint.UNCOMMITTED_MARK}")  # every file, no commit
+    assert checkpoint.committed_epochs(tmp_path) == [1] and checkpoint.latest_epoch(tmp_path) == 1
+    assert int(checkpoint.restore(tmp_path, _state(0))["epoch"]) == 1
+    checkpoint.save(tmp_path, _state(2, scale=2.0))
+    assert _listing(tmp_path) == ["1", "2"]
+    restored = checkpoint.restore(tmp_path, _state(0))
+    np.testing.assert_array_equal(restored["params"][0]["w"], np.full((3, 4), 2.0))
+
+
+def test_pruning_keeps_the_newest_two_and_never_a_half_deleted_one(tmp_path):
+    for epoch in (1, 2, 3):
+        checkpoint.save(tmp_path, _state(epoch))
+    assert _listing(tmp_path) == ["2", "3"] and checkpoint.committed_epochs(tmp_path) == [2, 3]
+    # A kill in the middle of pruning epoch 2 (renamed, partly deleted): not a checkpoint.
+    doomed = tmp_path / checkpoint.CHECKPOINT_DIR / f"2{checkpoint.UNCOMMITTED_MARK}-pruned"
+    os.rename(tmp_path / checkpoint.CHECKPOINT_DIR / "2", doomed)
+    shutil.rmtree(doomed / "default")
+    assert checkpoint.committed_epochs(tmp_path) == [3]
+    with pytest.raises(ValueError, match=r"one of \[3\]; got 2"):
+        checkpoint.restore(tmp_path, _state(0), epoch=2)
+    checkpoint.save(tmp_path, _state(4))
+    assert _listing(tmp_path) == ["3", "4"]
+
+
+def test_restore_rejects_a_checkpoint_of_another_shape(tmp_path):
+    checkpoint.save(tmp_path, _state(1))
+    other = _state(0)
+    other["params"][0]["w"] = jnp.zeros((3, 5))
+    with pytest.raises(ValueError, match=r"checkpoint 1 in .* does not fit this run's state.*\(3, 4\)"):
+        checkpoint.restore(tmp_path, other)
+
+
+def test_a_torn_metrics_line_is_ignored_and_cut_off(tmp_path):
+    """A kill inside ``append_metrics`` leaves a line without its newline: not a record."""
+    for epoch in (1, 2):
+        checkpoint.append_metrics(tmp_path, {"epoch": epoch, "train_loss": 1.0 / epoch})
+    path = tmp_path / checkpoint.METRICS_FILE
+    with open(path, "a", encoding="utf-8") as file:
+        file.write('{"epoch": 3, "train_lo')
+    assert [r["epoch"] for r in checkpoint.read_metrics(tmp_path)] == [1, 2]
+    checkpoint.append_metrics(tmp_path, {"epoch": 3, "train_loss": 0.25})
+    assert [r["epoch"] for r in checkpoint.read_metrics(tmp_path)] == [1, 2, 3]
+    with open(path, "a", encoding="utf-8") as file:
+        file.write('{"epoch": 4}')  # valid JSON, but its newline never came: still torn
+    assert [r["epoch"] for r in checkpoint.truncate_metrics(tmp_path, 2)] == [1, 2]
+    assert path.read_text().count("\n") == 2 and path.read_text().endswith("\n")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_metrics_line_inside_the_file_is_named(tmp_path):
+    (tmp_path / checkpoint.METRICS_FILE).write_text('{"epoch": 1}\n{"epoch": 2, \n{"epoch": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not valid JSON"):
+        checkpoint.read_metrics(tmp_path)
+    (tmp_path / checkpoint.METRICS_FILE).write_text('{"epoch": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match='line 2 must be a JSON object with an int "epoch"'):
+        checkpoint.read_metrics(tmp_path)
+
+
+def test_config_is_replaced_whole(tmp_path):
+    checkpoint.save_config(tmp_path / "run", {"model": "classic"})
+    checkpoint.save_config(tmp_path / "run", {"model": "sequence"})
+    assert checkpoint.load_config(tmp_path / "run") == {"model": "sequence"}
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [checkpoint.CONFIG_FILE]
+
+
+# ============================================= 3. fault tests in real processes
+
+
+def _env(**extra):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop(checkpoint.KILL_IN_SAVE_ENV, None)
+    return {**env, **extra}
+
+
+def _start(workdir: pathlib.Path, *argv, **env):
+    """``python -m jaxcnn ARGV --workdir WORKDIR``; stdout and stderr go to ``WORKDIR.log``."""
+    log = open(f"{workdir}.log", "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    process = subprocess.Popen([sys.executable, "-m", "jaxcnn", *argv, "--workdir", str(workdir)],
+                               stdout=log, stderr=subprocess.STDOUT, env=_env(**env), cwd=workdir.parent)
+    log.close()
+    return process
+
+
+def _kill_when_exists(process, path: pathlib.Path) -> bool:
+    """SIGKILLs ``process`` as soon as ``path`` appears; False if it ended first."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    return True
+
+
+def _snapshot(workdir):
+    return types.SimpleNamespace(epochs=checkpoint.committed_epochs(workdir), listing=_listing(workdir),
+                                 metrics=[r["epoch"] for r in checkpoint.read_metrics(workdir)])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Four runs at once: ``reference`` and ``twin`` (uninterrupted, same seed),
+    ``killed_in_training`` (SIGKILL as soon as epoch 1's checkpoint is committed, i.e.
+    during epoch 2, plus a torn epoch-2 metrics line as a kill inside its append
+    leaves) and ``killed_in_save`` (SIGKILLs itself inside epoch 2's save, after every
+    file is written and before the commit); then both killed runs resume."""
+    root = tmp_path_factory.mktemp("faults")
+    workdir = {name: root / name for name in ("reference", "twin", "killed_in_training", "killed_in_save")}
+    kill_env = {"killed_in_save": {checkpoint.KILL_IN_SAVE_ENV: "2"}}
+    processes, resumed = {}, {}
+    try:
+        for name, path in workdir.items():
+            processes[name] = _start(path, *RUN, **kill_env.get(name, {}))
+        killed_by_test = _kill_when_exists(processes["killed_in_training"],
+                                           workdir["killed_in_training"] / checkpoint.CHECKPOINT_DIR / "1")
+        codes, after_kill = {}, {}
+        for name in ("killed_in_training", "killed_in_save", "reference", "twin"):  # each killed run resumes at once
+            codes[name] = processes[name].wait(timeout=RUN_SECONDS)
+            if name.startswith("killed"):
+                after_kill[name] = _snapshot(workdir[name])
+                if name == "killed_in_training":
+                    with open(workdir[name] / checkpoint.METRICS_FILE, "a", encoding="utf-8") as file:
+                        file.write('{"augment": "affine", "batch_size": 50, "dataset": "mnist-sa')
+                resumed[name] = _start(workdir[name], "train", "--resume", "--no-progress")
+        resume_codes = {name: process.wait(timeout=RUN_SECONDS) for name, process in resumed.items()}
+    finally:  # a failed wait must not leave runs behind
+        for process in [*processes.values(), *resumed.values()]:
+            if process.poll() is None:
+                process.kill()
+    logs = {name: pathlib.Path(f"{path}.log").read_text() for name, path in workdir.items()}
+    return types.SimpleNamespace(workdir=workdir, codes=codes, killed_by_test=killed_by_test,
+                                 after_kill=after_kill, resume_codes=resume_codes, logs=logs)
+
+
+def _metrics_without_wall_clock(workdir):
+    records = checkpoint.read_metrics(workdir)
+    return [{key: value for key, value in r.items() if key not in WALL_CLOCK_KEYS} for r in records]
+
+
+def _assert_same_run(workdir, reference):
+    ours, theirs = _metrics_without_wall_clock(workdir), _metrics_without_wall_clock(reference)
+    assert [r["epoch"] for r in ours] == [1, 2, 3]
+    assert ours == theirs
+    assert checkpoint.committed_epochs(workdir) == checkpoint.committed_epochs(reference) == [2, 3]
+    for epoch in (2, 3):
+        state, expected = checkpoint.restore(workdir, None, epoch), checkpoint.restore(reference, None, epoch)
+        assert jax.tree.structure(state) == jax.tree.structure(expected)
+        jax.tree.map(np.testing.assert_array_equal, state, expected)
+
+
+def test_uninterrupted_runs_finish(runs):
+    for name in ("reference", "twin"):
+        assert runs.codes[name] == 0, runs.logs[name]
+        assert "epoch 3/3" in runs.logs[name] and "Traceback" not in runs.logs[name]
+
+
+def test_same_seed_gives_bitwise_identical_runs(runs):
+    records = _metrics_without_wall_clock(runs.workdir["reference"])
+    assert len({r["train_loss"] for r in records}) == 3  # the comparison below is not vacuous
+    _assert_same_run(runs.workdir["twin"], runs.workdir["reference"])
+
+
+def test_kill_during_epoch_2_then_resume_matches_the_uninterrupted_run(runs):
+    name = "killed_in_training"
+    assert runs.killed_by_test and runs.codes[name] == -signal.SIGKILL, runs.logs[name]
+    assert runs.after_kill[name].epochs == [1] and runs.after_kill[name].metrics == [1]
+    assert runs.resume_codes[name] == 0, runs.logs[name]
+    log = runs.logs[name].split("jaxcnn: training")[-1]  # the resumed process
+    assert "epoch 2/3" in log and "epoch 1/3" not in log
+    _assert_same_run(runs.workdir[name], runs.workdir["reference"])
+
+
+def test_kill_inside_a_checkpoint_save_then_resume_matches_the_uninterrupted_run(runs):
+    name = "killed_in_save"
+    assert runs.codes[name] == -signal.SIGKILL, runs.logs[name]
+    # Every file of epoch 2 was written, uncommitted; its metrics line came before the save.
+    assert runs.after_kill[name].listing == ["1", f"2{checkpoint.UNCOMMITTED_MARK}"]
+    assert runs.after_kill[name].epochs == [1]
+    assert runs.after_kill[name].metrics in ([1], [1, 2])  # [1, 2] while train.py writes metrics first
+    assert runs.resume_codes[name] == 0, runs.logs[name]
+    _assert_same_run(runs.workdir[name], runs.workdir["reference"])
+    assert _listing(runs.workdir[name]) == ["2", "3"]
+
+
+def test_resume_of_an_incompatible_run_is_one_error_line(capsys, runs, tmp_path):
+    """A flag naming another model, and a config.json edited to another model (the
+    checkpoint no longer fits): both refused, the run left as it was."""
+    reference = runs.workdir["reference"]
+    code, out, err = _main(capsys, ["train", "--resume", "--workdir", reference, "--model", "classic"])
+    _assert_one_error_line(code, out, err, ["only epochs may change", "model='classic' (run has 'sequence')"])
+    edited = tmp_path / "edited"
+    shutil.copytree(reference, edited)
+    config = json.loads((edited / checkpoint.CONFIG_FILE).read_text())
+    (edited / checkpoint.CONFIG_FILE).write_text(json.dumps({**config, "model": "classic"}))
+    before = (edited / checkpoint.METRICS_FILE).read_text()
+    code, out, err = _main(capsys, ["train", "--resume", "--workdir", edited, "--no-progress"])
+    _assert_one_error_line(code, out, err, ["checkpoint 3 in", "does not fit this run's state"])
+    assert (edited / checkpoint.METRICS_FILE).read_text() == before
+    code, out, err = _main(capsys, ["eval", "--workdir", reference, "--epoch", "1"])
+    _assert_one_error_line(code, out, err, ["epoch must be one with a checkpoint", "one of [2, 3]; got 1"])

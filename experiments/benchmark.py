@@ -4,7 +4,12 @@
     python experiments/benchmark.py --out runs/bench --quick    # small shapes, seconds
 
 One process; warm-up (compilation) excluded; candidates timed in interleaved
-rounds; medians; ratios computed within the run. Writes ``DIR/benchmark.json``
+rounds (the PyTorch step in the same rounds as the JAX steps of its model);
+medians; ratios computed within the run. ``impl="auto"`` is benchmarked like
+the concrete impls; the conv table names what it resolved to. Two more tables:
+the compile time of one train step against the whole-epoch ``lax.scan``, and
+the default ``jaxcnn train`` path (``train_and_evaluate`` on the bundled digits,
+its ``images_per_second`` from ``metrics.jsonl``). Writes ``DIR/benchmark.json``
 and ``DIR/benchmark.png`` and prints the tables. PyTorch (optional ``bench``
 extra, ``pip install torch==2.13.0``) runs the same networks eagerly on the CPU.
 """
@@ -15,13 +20,14 @@ import argparse
 import json
 import pathlib
 import platform
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 
-from jaxcnn import bench, models
-from jaxcnn.conv import IMPLS, conv
+from jaxcnn import bench, models, steps, train
+from jaxcnn.conv import IMPLS, conv, conv_config, resolve_impl
 
 MODES = ("autodiff", "manual", "backprop")
 CONV_SHAPES = {  # name: (input (N excluded), kernel window, out channels)
@@ -39,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="runs/benchmark", help="output directory")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes and batch, for smoke tests")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes and batch, impl=auto only, fewer compiles: a smoke test")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     return parser.parse_args(argv)
 
@@ -59,35 +66,78 @@ def conv_table(shapes, batch, repeats):
                 candidates[(impl, f"fwd+bwd {grad}")] = lambda f=both: f(x, w)
         medians = bench.interleaved_medians(candidates, repeats)
         reference = medians[("lax", "fwd+bwd autodiff")]
+        config = conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
+        auto = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend())
         for (impl, what), seconds in medians.items():
-            rows.append(dict(shape=name, impl=impl, what=what, ms=1e3 * seconds, vs_lax_autodiff=reference / seconds))
+            rows.append(dict(shape=name, impl=impl, what=what, ms=1e3 * seconds, vs_lax_autodiff=reference / seconds,
+                             resolves_to=auto if impl == "auto" else impl))
     return rows
 
 
-def jax_train_steps(model_names, batch, repeats, matmul_rate):
-    rows = []
+def jax_train_steps(model_names, batch, repeats, matmul_rate, peers=None, impls=IMPLS):
+    """Train-step rows per model × impl × mode; ``peers`` (model -> step) are timed in the same rounds."""
+    rows, peer_rates = [], {}
     x = jax.random.normal(jax.random.PRNGKey(0), (batch, 28, 28, 1))
     labels = jnp.arange(batch) % 10
     for name in model_names:
         candidates, compile_seconds, flops = {}, {}, 0.0
-        for impl in IMPLS:
+        for impl in impls:
             model = models.get_model(name, impl=impl)
             _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
             flops = flops or bench.train_step_flops(model, params, x)
             for mode in MODES:
                 run, seconds = bench.compiled_train_step(model, params, x, labels, mode=mode)
                 candidates[(impl, mode)], compile_seconds[(impl, mode)] = run, seconds
+        if peers:
+            candidates[("peer", name)] = peers[name]
         medians = bench.interleaved_medians(candidates, repeats)
+        if peers:
+            peer_rates[name] = batch / medians.pop(("peer", name))
         for (impl, mode), seconds in medians.items():
             rows.append(dict(
                 model=name, impl=impl, grad=mode, images_per_second=batch / seconds,
                 vs_autodiff_same_impl=medians[(impl, "autodiff")] / seconds,
                 matmul_fraction=flops / seconds / matmul_rate, compile_seconds=compile_seconds[(impl, mode)],
             ))
+    return rows, peer_rates
+
+
+def epoch_compiles(model_names, batch, epoch_steps, modes=MODES):
+    """Compile seconds of one step and of the whole-epoch scan (``epoch_steps`` batches), impl="auto"."""
+    rows = []
+    images = jax.random.normal(jax.random.PRNGKey(0), (batch * epoch_steps, 28, 28, 1))
+    labels = jnp.arange(batch * epoch_steps) % 10
+    for name in model_names:
+        model = models.get_model(name)
+        _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
+        unroll = steps.lax_conv_on_cpu(model, params, (batch, 28, 28, 1))
+        for mode in modes:
+            one = bench.epoch_compile_seconds(model, params, images, labels, mode=mode, batch_size=batch, chunk=1)
+            epoch = bench.epoch_compile_seconds(model, params, images, labels, mode=mode, batch_size=batch,
+                                                chunk=1 if unroll else epoch_steps, unroll=unroll)
+            rows.append(dict(model=name, grad=mode, steps=epoch_steps, step_compile_seconds=one,
+                             epoch_compile_seconds=epoch, ratio=epoch / one))
     return rows
 
 
-def torch_train_steps(model_names, batch, repeats):
+def train_path(model_names, batch, epochs, train_limit=None):
+    """The default ``jaxcnn train`` path (impl="auto", whole-epoch scan) with Adam, no augmentation,
+    on the 5,000 bundled digits: the last epoch's ``images_per_second`` and the compile seconds."""
+    rows = []
+    for name in model_names:
+        config = train.TrainConfig(model=name, dataset="mnist-sample", batch_size=batch, epochs=epochs,
+                                   optimizer="adam", lr=1e-3, schedule="constant", augment="none",
+                                   train_limit=train_limit, test_limit=1000)
+        with tempfile.TemporaryDirectory() as workdir:
+            history = train.train_and_evaluate(config, workdir, progress=False, log=lambda _: None).history
+        rows.append(dict(model=name, images_per_second=history[-1]["images_per_second"],
+                         epoch_seconds=history[-1]["epoch_seconds"], compile_seconds=history[0]["compile_seconds"],
+                         steps=history[-1]["train_examples"] // batch))
+    return rows
+
+
+def torch_train_steps(model_names, batch):
+    """PyTorch eager Adam steps of the same networks: model -> zero-argument step."""
     import torch  # optional peer: pip install torch==2.13.0
 
     torch.manual_seed(0)
@@ -101,24 +151,18 @@ def torch_train_steps(model_names, batch, repeats):
             nn.Flatten(), nn.Linear(24 * 24 * 64, 400), nn.ReLU(), nn.Linear(400, 10)),
     }
     x, labels = torch.randn(batch, 1, 28, 28), torch.arange(batch) % 10
-    rates = {}
+    steps = {}
     for name in model_names:
         net = nets[name]()
         optimizer = torch.optim.Adam(net.parameters(), 1e-3)
 
-        def step():
+        def step(net=net, optimizer=optimizer):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(net(x), labels).backward()
             optimizer.step()
 
-        step()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        rates[name] = batch / sorted(times)[len(times) // 2]
-    return rates, torch.__version__, torch.get_num_threads()
+        steps[name] = step
+    return steps, torch.__version__, torch.get_num_threads()
 
 
 def plot(rows, path):
@@ -149,14 +193,17 @@ def main(argv=None):
     print(f"float32 matmul rate: {matmul_rate / 1e9:.1f} GFLOP/s")
 
     conv_rows = conv_table(QUICK_SHAPES if args.quick else CONV_SHAPES, batch, args.repeats)
-    print(f"\n{'shape':36s} {'impl':9s} {'what':18s} {'ms':>9s} {'×lax-autodiff f+b':>18s}")
+    print(f"\n{'shape':36s} {'impl':15s} {'what':18s} {'ms':>9s} {'×lax-autodiff f+b':>18s}")
     for r in conv_rows:
-        print(f"{r['shape']:36s} {r['impl']:9s} {r['what']:18s} {r['ms']:9.2f} {r['vs_lax_autodiff']:18.2f}")
+        impl = r["impl"] if r["impl"] == r["resolves_to"] else f"{r['impl']}→{r['resolves_to']}"
+        print(f"{r['shape']:36s} {impl:15s} {r['what']:18s} {r['ms']:9.2f} {r['vs_lax_autodiff']:18.2f}")
 
-    step_rows = jax_train_steps(model_names, batch, args.repeats, matmul_rate)
-    torch_info = None
+    torch_info, peers = None, None
     if not args.no_torch:
-        rates, version, threads = torch_train_steps(model_names, batch, args.repeats)
+        peers, version, threads = torch_train_steps(model_names, batch)
+    step_rows, rates = jax_train_steps(model_names, batch, args.repeats, matmul_rate, peers,
+                                       impls=("auto",) if args.quick else IMPLS)
+    if peers:
         torch_info = dict(version=version, threads=threads, images_per_second=rates)
         for r in step_rows:
             r["torch_images_per_second"] = rates[r["model"]]
@@ -170,8 +217,26 @@ def main(argv=None):
         print(f"PyTorch {torch_info['version']} eager, {torch_info['threads']} threads: "
               + ", ".join(f"{k} {v:.1f} img/s" for k, v in torch_info["images_per_second"].items()))
 
+    compile_rows = epoch_compiles(model_names, batch, 4 if args.quick else 39,
+                                  modes=("autodiff",) if args.quick else MODES)
+    print(f"\n{'model':8s} {'grad':9s} {'step compile s':>15s} {'epoch-scan compile s':>21s} {'ratio':>6s}")
+    for r in compile_rows:
+        print(f"{r['model']:8s} {r['grad']:9s} {r['step_compile_seconds']:15.2f} "
+              f"{r['epoch_compile_seconds']:21.2f} {r['ratio']:6.2f}")
+
+    path_rows = train_path(model_names, batch, 1 if args.quick else 2, train_limit=200 if args.quick else None)
+    print(f"\njaxcnn train (impl=auto, whole-epoch scan, Adam, batch {batch}, mnist-sample):")
+    for r in path_rows:
+        peer = torch_info["images_per_second"].get(r["model"]) if torch_info else None
+        if peer:
+            r["vs_torch"] = r["images_per_second"] / peer
+        vs = f", {r['vs_torch']:.2f}x PyTorch eager" if peer else ""
+        print(f"  {r['model']:8s} {r['images_per_second']:8.1f} img/s ({r['steps']} steps in "
+              f"{r['epoch_seconds']:.2f} s{vs}), compile {r['compile_seconds']:.2f} s")
+
     result = dict(batch=batch, jax=jax.__version__, device=str(jax.devices()[0]), matmul_flops=matmul_rate,
-                  conv=conv_rows, train_steps=step_rows, torch=torch_info)
+                  conv=conv_rows, train_steps=step_rows, torch=torch_info, compile=compile_rows,
+                  train_path=path_rows)
     (out / "benchmark.json").write_text(json.dumps(result, indent=1))
     plot(step_rows, out / "benchmark.png")
     print(f"\nwrote {out / 'benchmark.json'} and {out / 'benchmark.png'}")

@@ -76,3 +76,20 @@ def train_step_flops(model, params, x) -> float:
     if isinstance(analysis, list):
         analysis = analysis[0] if analysis else {}
     return 3.0 * float((analysis or {}).get("flops", 0.0))
+
+
+def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_size: int, chunk: int,
+                          unroll: bool = False) -> float:
+    """Seconds to compile the training program that runs ``chunk`` Adam steps (``jaxcnn.steps``).
+
+    ``chunk = 1`` is the single step; ``chunk = len(labels) // batch_size`` is the
+    whole epoch, one ``lax.scan`` (rolled unless ``unroll``).
+    """
+    from jaxcnn import steps  # pylint: disable=import-outside-toplevel
+
+    tx = optax.adam(1e-3)
+    program = steps.make_train_chunk(model, tx, grad=mode, augment="none", batch_size=batch_size,
+                                     steps_per_epoch=len(labels) // batch_size, chunk=chunk, unroll=unroll)
+    start = time.perf_counter()
+    program.lower(params, tx.init(params), images, labels, jax.random.key(0), jnp.int32(0)).compile()
+    return time.perf_counter() - start

@@ -175,7 +175,7 @@ def _add_check_grads_parser(commands) -> None:
                     "backprop (b), on the first --batch bundled MNIST test digits. Exit status 1 if a "
                     f"relative difference exceeds {CHECK_GRADS_TOLERANCE:g}.")
     parser.add_argument("--model", default="classic", choices=tuple(models.MODELS))
-    parser.add_argument("--impl", default="lax", choices=train.conv_impls())
+    parser.add_argument("--impl", default="auto", choices=train.conv_impls())
     parser.add_argument("--batch", type=_positive_int, default=32, help="number of test digits (default 32)")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="init seed (default 0)")
     parser.set_defaults(handler=_check_grads)

@@ -41,7 +41,7 @@ def mode_gradients(model, params, x, labels) -> dict:
     }
 
 
-def compare_modes(model_name: str = "classic", impl: str = "lax", *, batch: int = 32, seed: int = 0) -> List[Row]:
+def compare_modes(model_name: str = "classic", impl: str = "auto", *, batch: int = 32, seed: int = 0) -> List[Row]:
     """Gradients of ``model_name`` on the first ``batch`` bundled MNIST test digits, compared.
 
     Args:

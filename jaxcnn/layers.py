@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxcnn import padding as padding_lib
 from jaxcnn.activations import relu, relu_backward
-from jaxcnn.conv import conv, conv_backward, conv_config
+from jaxcnn.conv import IMPLS, conv, conv_backward, conv_config
 from jaxcnn.dense import dense, dense_backward
 from jaxcnn.pool import avg_pool, avg_pool_backward, max_pool, max_pool_backward
 
@@ -41,10 +41,15 @@ class Layer(NamedTuple):
     layers: tuple = ()
 
 
-def _normal_init(key, shape, fan_in: int, fan_out: int, scheme: str, dtype=jnp.float32):
-    """He: std = sqrt(2 / fan_in) (before ReLU); Glorot: std = sqrt(2 / (fan_in + fan_out))."""
+def _check_init(scheme: str) -> str:
     if scheme not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {scheme!r}")
+    return scheme
+
+
+def _normal_init(key, shape, fan_in: int, fan_out: int, scheme: str, dtype=jnp.float32):
+    """He: std = sqrt(2 / fan_in) (before ReLU); Glorot: std = sqrt(2 / (fan_in + fan_out))."""
+    _check_init(scheme)
     std = math.sqrt(2.0 / fan_in) if scheme == "he" else math.sqrt(2.0 / (fan_in + fan_out))
     return std * jax.random.normal(key, shape, dtype)
 
@@ -57,10 +62,13 @@ def _check_rank(input_shape, ranks, layer: str):
         )
 
 
-def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="lax", init="he"):
+def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto", init="he"):
     """Convolution layer; params ``{"w": (*window, C_in // groups, out_channels), "b": (out_channels,)}``."""
     if not padding_lib.is_int(out_channels) or out_channels < 1:
         raise ValueError(f"out_channels must be a positive int, got {out_channels!r}")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    _check_init(init)
     options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def init_fun(key, input_shape):
@@ -95,6 +103,7 @@ def Dense(out_features, *, init="he"):
     """Fully connected layer; params ``{"w": (in, out_features), "b": (out_features,)}``."""
     if not padding_lib.is_int(out_features) or out_features < 1:
         raise ValueError(f"out_features must be a positive int, got {out_features!r}")
+    _check_init(init)
 
     def init_fun(key, input_shape):
         _check_rank(input_shape, (2,), "Dense")

@@ -11,7 +11,7 @@ from jaxcnn.layers import AvgPool, Conv, Dense, Flatten, MaxPool, Relu, serial
 MNIST_SHAPE = (-1, 28, 28, 1)
 
 
-def lecture_net(num_classes: int = 10, *, impl: str = "lax"):
+def lecture_net(num_classes: int = 10, *, impl: str = "auto"):
     """Seed 000's MNIST network, exactly.
 
     28×28×1 → Conv 3×3, 32 → ReLU → Conv 3×3, 64 → ReLU → Flatten → Dense 400 →
@@ -26,7 +26,7 @@ def lecture_net(num_classes: int = 10, *, impl: str = "lax"):
     )
 
 
-def classic_net(num_classes: int = 10, *, impl: str = "lax"):
+def classic_net(num_classes: int = 10, *, impl: str = "auto"):
     """The usual small MNIST CNN, with seed 003's pooling stage.
 
     Conv 3×3, 32 → ReLU → Conv 3×3, 64 → ReLU → MaxPool 2×2 → Flatten →
@@ -41,7 +41,7 @@ def classic_net(num_classes: int = 10, *, impl: str = "lax"):
     )
 
 
-def sequence_net(num_classes: int = 10, *, channels=(16, 32), window: int = 5, impl: str = "lax"):
+def sequence_net(num_classes: int = 10, *, channels=(16, 32), window: int = 5, impl: str = "auto"):
     """A 1-D CNN in the spirit of seed 002 (multi-channel 1-D convolutions).
 
     For any ``(batch, length, channels)`` input: [Conv1D k, SAME → ReLU →

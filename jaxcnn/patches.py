@@ -51,6 +51,17 @@ def _strided_slice(x_padded, offset, out, stride, dilation):
     return lax.slice(x_padded, starts, limits, [1, *stride, 1])
 
 
+def window_slices(x_padded, window, out, stride, dilation):
+    """One strided slice per window offset: ``V_k[n, p, c] = x_pad[n, p·s + t_k·d, c]``.
+
+    The unstacked form of :func:`extract_patches` (a list of ``prod(window)``
+    arrays of shape ``(batch, *out, channels)``, offsets in row-major order), for
+    consumers that combine the offsets elementwise or one matmul at a time and
+    so never need the stacked copy.
+    """
+    return [_strided_slice(x_padded, t, out, stride, dilation) for t in window_offsets(window)]
+
+
 def extract_patches(x_padded, window, out, stride, dilation):
     """Gathers every window of an already padded input.
 
@@ -65,8 +76,7 @@ def extract_patches(x_padded, window, out, stride, dilation):
     Returns:
       ``(batch, *out, prod(window), channels)``, offsets in row-major order.
     """
-    slices = [_strided_slice(x_padded, t, out, stride, dilation) for t in window_offsets(window)]
-    return jnp.stack(slices, axis=-2)
+    return jnp.stack(window_slices(x_padded, window, out, stride, dilation), axis=-2)
 
 
 def fold_patches(patches, padded_spatial, window, stride, dilation):

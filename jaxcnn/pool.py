@@ -11,6 +11,15 @@ average pooling with zeros.
 Each op has ``grad="autodiff"`` (``lax.reduce_window``, differentiated by JAX)
 and ``grad="manual"`` (the same forward whose VJP is ``<op>_backward``, written
 with the explicit window machinery of :mod:`jaxcnn.patches`).
+
+Non-overlapping windows (``stride == window``, no padding: the notes' 2×2
+stride 2) take a fast path in both modes: the ``∏f`` window elements are
+``∏f`` strided slices of ``x`` (:func:`jaxcnn.patches.window_slices`), combined
+elementwise, so XLA fuses the whole pool and its gradient into a few loops
+instead of ``reduce_window`` and, under autodiff, ``select_and_scatter_add``.
+Max pooling there selects the first maximal slice explicitly, so autodiff of
+the fast forward routes each cotangent to the first maximum exactly as
+autodiff of ``reduce_window`` does (the tie rule below).
 """
 
 from __future__ import annotations
@@ -100,6 +109,52 @@ def _reduce(x, init, reducer, config: PoolConfig):
     )
 
 
+def _is_tiling(config: PoolConfig) -> bool:
+    """Whether the windows tile the input: ``stride == window`` and no padding."""
+    return config.window == config.stride and all(pair == (0, 0) for pair in config.pairs)
+
+
+def _tile_slices(x, config: PoolConfig):
+    """The window elements of a tiling, one ``(batch, *out, channels)`` slice each.
+
+    ``V_k[n, p, c] = x[n, p·f + t_k, c]`` (row-major offsets ``t_k``); rows past
+    the last whole window are never read.
+    """
+    return patches.window_slices(x, config.window, config.out, config.stride, config.dilation)
+
+
+def _first_max_picks(slices):
+    """One boolean mask per slice: whether it holds the window's first maximum.
+
+    .. math::
+       \\mathrm{pick}_k = [V_k = \\max_j V_j] \\wedge \\neg \\bigvee_{j < k} \\mathrm{pick}_j
+    """
+    largest = slices[0]
+    for value in slices[1:]:
+        largest = jnp.maximum(largest, value)
+    taken, picks = None, []
+    for value in slices:
+        pick = value == largest if taken is None else (value == largest) & ~taken
+        picks.append(pick)
+        taken = pick if taken is None else taken | pick
+    return picks
+
+
+def _untile(slabs, x, config: PoolConfig):
+    """Transpose of :func:`_tile_slices`: interleaves one ``(batch, *out, channels)`` slab
+    per window offset back into ``x``'s shape (the windows do not overlap, so no sums).
+
+    .. math::
+       \\bar{x}[n, p·f + t_k, c] = S_k[n, p, c], \\quad 0 \\text{ past the last whole window}
+    """
+    rank, window, out = len(config.window), config.window, config.out
+    grid = jnp.stack(slabs, axis=-2).reshape(x.shape[0], *out, *window, x.shape[-1])
+    order = [0, *(a for i in range(rank) for a in (1 + i, 1 + rank + i)), 1 + 2 * rank]
+    tiled = jnp.transpose(grid, order).reshape(x.shape[0], *(o * f for o, f in zip(out, window)), x.shape[-1])
+    leftover = [(0, n - o * f) for n, o, f in zip(x.shape[1:-1], out, window)]
+    return patches.pad_spatial(tiled, leftover)
+
+
 def _fold_and_crop(dpatches, x, config: PoolConfig):
     """Scatter-adds window cotangents onto the padded input, then drops the padding."""
     dx_padded = patches.fold_patches(
@@ -111,7 +166,23 @@ def _fold_and_crop(dpatches, x, config: PoolConfig):
 # --------------------------------------------------------------------------- max
 
 
+def _tiled_max(x, config: PoolConfig):
+    """``y = V_{k*}``, the first maximal slice, as a chain of selects.
+
+    Autodiff of a select sends ``ȳ`` only to the chosen branch, so ``jax.grad``
+    of this forward routes each window's cotangent to its first maximum.
+    """
+    slices = _tile_slices(x, config)
+    picks = _first_max_picks(slices)
+    y = slices[-1]
+    for value, pick in zip(slices[-2::-1], picks[-2::-1]):
+        y = jnp.where(pick, value, y)
+    return y
+
+
 def _max_pool_forward(x, *, config: PoolConfig):
+    if _is_tiling(config):
+        return _tiled_max(x, config)
     return _reduce(x, -jnp.inf, lax.max, config)
 
 
@@ -149,6 +220,9 @@ def max_pool_backward(dy, x, window, stride=None, padding="VALID"):
 
 
 def _max_pool_backward(dy, x, *, config: PoolConfig):
+    if _is_tiling(config):
+        picks = _first_max_picks(_tile_slices(x, config))
+        return (_untile([jnp.where(pick, dy, jnp.zeros_like(dy)) for pick in picks], x, config),)
     x_padded = patches.pad_spatial(x, config.pairs, value=-jnp.inf)
     windows = patches.extract_patches(
         x_padded, config.window, config.out, config.stride, config.dilation
@@ -207,6 +281,12 @@ def _divisor(x, config: PoolConfig, count_include_pad: bool):
 
 
 def _avg_pool_forward(x, *, config: PoolConfig, count_include_pad: bool):
+    if _is_tiling(config):  # no padding: both divisors are prod(window)
+        slices = _tile_slices(x, config)
+        total = slices[0]
+        for value in slices[1:]:
+            total = total + value
+        return total / math.prod(config.window)
     return _reduce(x, 0, lax.add, config) / _divisor(x, config, count_include_pad)
 
 
@@ -243,6 +323,8 @@ def avg_pool_backward(dy, x, window, stride=None, padding="VALID", count_include
 
 def _avg_pool_backward(dy, x, *, config: PoolConfig, count_include_pad: bool):
     share = dy / _divisor(x, config, count_include_pad)
+    if _is_tiling(config):
+        return (_untile([share] * math.prod(config.window), x, config),)
     windows = jnp.broadcast_to(
         share[..., None, :], (*share.shape[:-1], math.prod(config.window), share.shape[-1])
     )

@@ -56,6 +56,16 @@ def plan_epoch(steps_per_epoch: int, steps_per_call, loop_penalty: bool):
     return chunk_size(steps_per_epoch, steps_per_call), loop_penalty
 
 
+def lax_conv_on_cpu(model, params, x_shape) -> bool:
+    """Whether ``model.apply`` on a ``x_shape`` batch runs ``lax`` convolutions on the CPU backend
+    (``impl="lax"``, or what ``impl="auto"`` resolves to there), i.e. whether :func:`plan_epoch` must unroll."""
+    if jax.default_backend() != "cpu":
+        return False
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), params)
+    jaxpr = jax.make_jaxpr(model.apply)(abstract, jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32))
+    return "conv_general_dilated" in str(jaxpr)
+
+
 def _epoch_batches(key, count: int, steps: int, batch_size: int):
     """This epoch's ``(steps, batch_size)`` example indices: a permutation, ragged tail dropped."""
     return jax.random.permutation(key, count)[: steps * batch_size].reshape(steps, batch_size)

@@ -32,7 +32,7 @@ import optax
 from jaxcnn import augment as augment_lib
 from jaxcnn import checkpoint, data, gradients, models, parallel, plots
 from jaxcnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401
-from jaxcnn.steps import EvalSet, batch_for_eval, make_evaluate, make_train_chunk, plan_epoch
+from jaxcnn.steps import EvalSet, batch_for_eval, lax_conv_on_cpu, make_evaluate, make_train_chunk, plan_epoch
 
 SUBSET_SEED = 0
 
@@ -68,7 +68,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     grad: str = "autodiff"
-    impl: str = "lax"
+    impl: str = "auto"
     optimizer: str = "adamw"
     lr: Optional[float] = None
     schedule: str = "onecycle"
@@ -280,16 +280,12 @@ class Result(NamedTuple):
     history: list
 
 
-def loop_penalty(impl: str) -> bool:
-    """Whether ``impl``'s convolutions run slowly inside a while loop here (``lax`` on CPU, see ``jaxcnn.steps``)."""
-    return jax.default_backend() == "cpu" and impl == "lax"
-
-
 def _compile(run: Run):
     """Compiles the epoch program and the evaluation ahead of time; returns them, the chunk and the seconds taken."""
     start = time.perf_counter()
     config, state, mesh = run.config, run.state, run.mesh
-    chunk, unroll = plan_epoch(run.steps_per_epoch, config.steps_per_call, loop_penalty(config.impl))
+    penalty = lax_conv_on_cpu(run.model, state["params"], (config.batch_size, *run.train_images.shape[1:]))
+    chunk, unroll = plan_epoch(run.steps_per_epoch, config.steps_per_call, penalty)
     key, index = parallel.put_replicated((jax.random.key_data(jax.random.key(0)), np.int32(0)), mesh)
     train_chunk = make_train_chunk(
         run.model, run.tx, grad=config.grad, augment=config.augment, batch_size=config.batch_size,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.conv import IMPLS, conv
+from jaxcnn.conv import CONCRETE_IMPLS as IMPLS, conv
 from jaxcnn.layers import Conv
 from jaxcnn.models import lecture_net
 from jaxcnn.padding import conv_output_size

@@ -29,4 +29,7 @@ def test_benchmark_quick_run(tmp_path):
     result = json.loads((tmp_path / "benchmark.json").read_text())
     assert {r["grad"] for r in result["train_steps"]} == {"autodiff", "manual", "backprop"}
     assert all(r["images_per_second"] > 0 for r in result["train_steps"])
+    assert all(r["epoch_compile_seconds"] > 0 and r["step_compile_seconds"] > 0 for r in result["compile"])
+    assert [r["model"] for r in result["train_path"]] == ["classic"]
+    assert all(r["images_per_second"] > 0 for r in result["train_path"])
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

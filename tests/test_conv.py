@@ -7,12 +7,13 @@ import jax.test_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
-from jaxcnn.conv import transpose_kernel
+from jaxcnn.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, resolve_impl, transpose_kernel
 from oracles import assert_close, conv_arrays as _arrays, vjp
 
+# "auto" has its own tests below (it resolves to one of these at trace time).
 IMPLS = ("lax", "explicit")
 
 
@@ -231,7 +232,7 @@ BAD = [
     (dict(padding=[(1, 1), (1,)]), TypeError, "padding must be"),
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(w=jnp.zeros((7, 7, 4, 2))), ValueError, "larger than the padded input"),
-    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit'"),
+    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'auto'\\), got 'cudnn'"),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
 ]
@@ -244,6 +245,64 @@ def test_bad_arguments_raise_clear_errors(change, error, match):
     x, w, b = args.pop("x"), args.pop("w"), args.pop("b")
     with pytest.raises(error, match=match):
         conv(x, w, b, **args)
+
+
+def test_conv_backward_rejects_bad_impl_listing_the_accepted_ones():
+    with pytest.raises(ValueError, match="impl must be one of .*'auto'.*got 'Auto'"):
+        conv_backward(jnp.zeros((1, 3, 3, 2)), X, W, impl="Auto")
+
+
+# -------------------------------------------------------------------- "auto"
+
+
+def _resolve(x_shape, w_shape, platform, **options):
+    options = dict(dict(stride=1, padding="VALID", dilation=1, groups=1), **options)
+    return resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), platform)
+
+
+def test_auto_decision_table():
+    """The documented table of ``resolve_impl``, row by row."""
+    classic = ((128, 26, 26, 32), (3, 3, 32, 64))
+    assert _resolve(*classic, "cpu") == "explicit"
+    assert _resolve(*classic, "gpu") == "lax" and _resolve(*classic, "tpu") == "lax"
+    assert _resolve((4, 9, 8, 4), (3, 3, 2, 6), "cpu", groups=2) == "explicit"
+    assert _resolve((4, 9, 8, 4), (3, 3, 1, 8), "cpu", groups=4) == "lax"  # depthwise
+    assert _resolve((4, 256, 16), (5, 16, 32), "cpu") == "explicit"
+    big = (MAX_PATCH_ELEMENTS // (9 * 64) + 1, 3, 3, 64)  # one output pixel per example
+    assert _resolve(big, (3, 3, 64, 8), "cpu") == "lax"
+    assert _resolve((1, 3, 3, 64), (3, 3, 64, 8), "cpu") == "explicit"
+    for impl in CONCRETE_IMPLS:  # concrete names pass through
+        assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
+                                                        dilation=1, groups=1), "gpu") == impl
+
+
+def _auto_and_lax_gradients(x, w, b, dy, options):
+    """Forward, hand rule, manual and autodiff VJPs of "auto"; the lax VJP (the oracle)."""
+    auto = lambda *a, grad="autodiff": conv(*a, impl="auto", grad=grad, **options)
+    return dict(
+        forward=(conv(x, w, b, impl="auto", **options), conv(x, w, b, impl="lax", **options)),
+        hand=conv_backward(dy, x, w, impl="auto", **options),
+        manual=vjp(lambda *a: auto(*a, grad="manual"), (x, w, b), dy),
+        autodiff=vjp(auto, (x, w, b), dy),
+        expected=vjp(lambda *a: conv(*a, impl="lax", **options), (x, w, b), dy),
+    )
+
+
+@given(conv_cases())
+@settings(max_examples=20)
+def test_auto_equals_lax_float32(case):
+    """``impl="auto"`` equals lax on random configs (strides, dilation, groups, padding, 1-3-D)."""
+    x_shape, w_shape, options, seed = case
+    x, w, b = _arrays(x_shape, w_shape, seed, jnp.float32)
+    y_shape = jax.eval_shape(lambda x, w: conv(x, w, impl="lax", **options), x, w).shape
+    dy = jnp.asarray(np.random.default_rng(seed).normal(size=y_shape), jnp.float32)
+    compiled = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
+                       compiler_options={"xla_backend_optimization_level": 0})
+    results = compiled(x, w, b, dy)
+    assert_close(*results["forward"], rtol=1e-5, err_msg=str(options))
+    for rule in ("hand", "manual", "autodiff"):
+        for name, got, expected in zip("xwb", results[rule], results["expected"]):
+            assert_close(got, expected, rtol=1e-5, err_msg=f"auto {rule} d{name} {options}")
 
 
 def test_conv_backward_checks_dy_shape():

@@ -514,3 +514,46 @@ def test_backward_rejects_wrong_dy_shape(name):
     match = r"dy must have the output shape \(1, 2, 2, 2\), got shape \(1, 3, 3, 2\)"
     with pytest.raises(ValueError, match=match):
         backward(np.zeros((1, 3, 3, 2), np.float32), X2, 2)
+
+
+# --------------------------------------------------------------------------- tiling fast path
+
+TILINGS = [((2, 9, 3), 3), ((2, 6, 7, 3), 2), ((1, 8, 6, 2), (4, 3)), ((1, 4, 5, 4, 2), 2)]
+
+
+def tiling_results(x, dy, window):
+    """Per pool: reduce_window forward and its autodiff VJP, and the fast path's
+    forward, autodiff and manual VJPs and hand rule (one compiled program)."""
+    config = pool.pool_config(x, window)
+    references = {
+        "max": lambda v: pool._reduce(v, -jnp.inf, jax.lax.max, config),
+        "avg": lambda v: pool._reduce(v, 0, jax.lax.add, config) / np.prod(config.window),
+    }
+    results = {}
+    for name, reference in references.items():
+        forward, backward = POOLS[name]
+        y, pullback = jax.vjp(reference, x)
+        results[name] = {"expected": (y, pullback(dy)[0]), "hand rule": (y, backward(dy, x, window, None, "VALID"))}
+        for grad in ("autodiff", "manual"):
+            y, pullback = jax.vjp(lambda v: forward(v, window, None, "VALID", grad), x)
+            results[name][grad] = (y, pullback(dy)[0])
+    return results
+
+
+@pytest.mark.parametrize("shape,window", TILINGS, ids=str)
+def test_tiling_fast_path_equals_reduce_window(shape, window):
+    """stride == window, no padding: the slice-based forward, its autodiff and its hand
+    rule equal ``lax.reduce_window`` and autodiff of it, ties (first maximum) included."""
+    rng = np.random.default_rng(5)
+    with jax.enable_x64(True):
+        x = jnp.asarray(tied_values(rng, shape))
+        assert pool._is_tiling(pool.pool_config(x, window))
+        dy = jnp.asarray(rng.uniform(1.0, 2.0, size=output_shape(x, window, None, "VALID")))
+        compiled = jax.jit(functools.partial(tiling_results, window=window),
+                           compiler_options={"xla_backend_optimization_level": 0})
+        results = compiled(x, dy)
+    for name, result in results.items():
+        expected_y, expected_dx = result.pop("expected")
+        for path, (y, dx) in result.items():
+            assert_close(y, expected_y, 1e-12, f"{name} {path} forward")
+            assert_close(dx, expected_dx, 1e-12, f"{name} {path} gradient")

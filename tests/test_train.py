@@ -78,7 +78,7 @@ def test_metrics_file_has_every_epoch_and_required_key(runs):
     assert [r["epoch"] for r in records] == [1, 2]
     for record in records:
         assert REQUIRED_KEYS <= set(record)
-        assert record["grad"] == "autodiff" and record["impl"] == "lax" and record["devices"] >= 1
+        assert record["grad"] == "autodiff" and record["impl"] == "auto" and record["devices"] >= 1
         assert record["train_examples"] == 1000 and record["test_examples"] == 1000
         assert record["epoch_seconds"] > 0 and record["images_per_second"] > 0
     assert "compile_seconds" in records[0] and "compile_seconds" not in records[1]

@@ -20,6 +20,7 @@ import argparse
 import json
 import pathlib
 import platform
+import statistics
 import tempfile
 import time
 
@@ -120,19 +121,27 @@ def epoch_compiles(model_names, batch, epoch_steps, modes=MODES):
     return rows
 
 
-def train_path(model_names, batch, epochs, train_limit=None):
+def train_path(model_names, batch, epochs, train_limit=None, modes=MODES):
     """The default ``jaxcnn train`` path (impl="auto", whole-epoch scan) with Adam, no augmentation,
-    on the 5,000 bundled digits: the last epoch's ``images_per_second`` and the compile seconds."""
+    on the 5,000 bundled digits, per gradient mode: the median over epochs of ``images_per_second``
+    (``metrics.jsonl``; compilation excluded) and the compile seconds."""
     rows = []
     for name in model_names:
-        config = train.TrainConfig(model=name, dataset="mnist-sample", batch_size=batch, epochs=epochs,
-                                   optimizer="adam", lr=1e-3, schedule="constant", augment="none",
-                                   train_limit=train_limit, test_limit=1000)
-        with tempfile.TemporaryDirectory() as workdir:
-            history = train.train_and_evaluate(config, workdir, progress=False, log=lambda _: None).history
-        rows.append(dict(model=name, images_per_second=history[-1]["images_per_second"],
-                         epoch_seconds=history[-1]["epoch_seconds"], compile_seconds=history[0]["compile_seconds"],
-                         steps=history[-1]["train_examples"] // batch))
+        for mode in modes:
+            config = train.TrainConfig(model=name, dataset="mnist-sample", grad=mode, batch_size=batch,
+                                       epochs=epochs, optimizer="adam", lr=1e-3, schedule="constant",
+                                       augment="none", train_limit=train_limit, test_limit=1000)
+            with tempfile.TemporaryDirectory() as workdir:
+                history = train.train_and_evaluate(config, workdir, progress=False, log=lambda _: None).history
+            rows.append(dict(
+                model=name, grad=mode, steps=history[-1]["train_examples"] // batch,
+                images_per_second=statistics.median(r["images_per_second"] for r in history),
+                epoch_seconds=statistics.median(r["epoch_seconds"] for r in history),
+                compile_seconds=history[0]["compile_seconds"]))
+        autodiff = next(r for r in rows if r["model"] == name and r["grad"] == "autodiff")
+        for r in rows:
+            if r["model"] == name:
+                r["vs_autodiff"] = r["images_per_second"] / autodiff["images_per_second"]
     return rows
 
 
@@ -224,15 +233,17 @@ def main(argv=None):
         print(f"{r['model']:8s} {r['grad']:9s} {r['step_compile_seconds']:15.2f} "
               f"{r['epoch_compile_seconds']:21.2f} {r['ratio']:6.2f}")
 
-    path_rows = train_path(model_names, batch, 1 if args.quick else 2, train_limit=200 if args.quick else None)
-    print(f"\njaxcnn train (impl=auto, whole-epoch scan, Adam, batch {batch}, mnist-sample):")
+    path_rows = train_path(model_names, batch, 1 if args.quick else 3, train_limit=200 if args.quick else None,
+                           modes=("autodiff",) if args.quick else MODES)
+    print(f"\njaxcnn train (impl=auto, whole-epoch scan, Adam, batch {batch}, mnist-sample; median over epochs):")
+    print(f"{'model':8s} {'grad':9s} {'img/s':>8s} {'epoch s':>8s} {'×autodiff':>10s} {'×torch':>7s} {'compile s':>10s}")
     for r in path_rows:
         peer = torch_info["images_per_second"].get(r["model"]) if torch_info else None
         if peer:
             r["vs_torch"] = r["images_per_second"] / peer
-        vs = f", {r['vs_torch']:.2f}x PyTorch eager" if peer else ""
-        print(f"  {r['model']:8s} {r['images_per_second']:8.1f} img/s ({r['steps']} steps in "
-              f"{r['epoch_seconds']:.2f} s{vs}), compile {r['compile_seconds']:.2f} s")
+        vs = f"{r['vs_torch']:7.2f}" if peer else "      -"
+        print(f"{r['model']:8s} {r['grad']:9s} {r['images_per_second']:8.1f} {r['epoch_seconds']:8.2f} "
+              f"{r['vs_autodiff']:10.2f} {vs} {r['compile_seconds']:10.2f}")
 
     result = dict(batch=batch, jax=jax.__version__, device=str(jax.devices()[0]), matmul_flops=matmul_rate,
                   conv=conv_rows, train_steps=step_rows, torch=torch_info, compile=compile_rows,

@@ -321,9 +321,10 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
-    On the CPU the explicit impl's fwd+bwd measured 1.4–7.5× faster than
+    On the CPU the explicit impl's fwd+bwd measured 1.3–7.5× faster than
     ``lax`` for the 2-D shapes of the benchmark (3×3, 1–64 input channels),
-    1.1× for the 1-D one, 1.7× for a 3×3×3 3-D conv, 1.2× at stride 2 and 3.4×
+    a tie for the 1-D one (0.7–1.1× across runs; ``"explicit"`` keeps the
+    epoch a rolled scan), 1.7× for a 3×3×3 3-D conv, 1.2× at stride 2 and 3.4×
     with 4 groups (XLA:CPU's own convolution is slow, above all for its
     gradients). Its forward alone is slower than ``lax`` once ``C_in`` is large
     (conv2: 0.7×); ``"auto"`` optimises the training step. ``"fft"`` is never

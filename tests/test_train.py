@@ -326,3 +326,14 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_1(tmp_path)
 def test_the_config_must_be_a_train_config(tmp_path):
     with pytest.raises(TypeError, match="config must be a jaxcnn.TrainConfig, got dict"):
         train.train_and_evaluate({"model": "classic"}, tmp_path)
+
+
+@pytest.mark.parametrize("losses, finite, message", [
+    ([0.5, np.inf, np.nan], [True, False, False], r"^the training loss became inf at epoch 3, step 11; stopped\. "
+                                                  r"The last good checkpoint \(epoch 2\)"),
+    ([0.5, 0.4], [True, False], r"^a gradient became NaN or infinite at epoch 3, step 11;"),
+])
+def test_divergence_names_the_first_bad_step(tmp_path, losses, finite, message):
+    train._check_finite(np.asarray(losses, np.float32), np.ones(len(losses), bool), 3, 10, tmp_path)  # no bad step
+    with pytest.raises(train.Diverged, match=message):
+        train._check_finite(np.asarray(losses, np.float32), np.asarray(finite), 3, 10, tmp_path)

@@ -94,7 +94,8 @@ def _add_train_parser(commands) -> None:
     flag("--no-progress", action="store_true", help="no progress bar")
     cluster = parser.add_argument_group(
         "multi-process (several hosts)", "start one process per host with the same flags and its own "
-        "--process-id; JAX's own environment (JAX_COORDINATOR_ADDRESS, Slurm, Open MPI) also works")
+        "--process-id. JAX_COORDINATOR_ADDRESS may replace --coordinator; under Slurm or Open MPI, JAX "
+        "reads the process count and id from the scheduler")
     cluster.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator service")
     cluster.add_argument("--num-processes", type=_positive_int, help="number of processes in the run")
     cluster.add_argument("--process-id", type=_non_negative_int, help="this process's index, 0 ... N-1")

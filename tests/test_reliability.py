@@ -225,6 +225,9 @@ CLI_CASES = [
     pytest.param("workdir read-only", lambda root: ["--workdir", str(root / "read_only" / "run")],
                  ["not writable", "read_only"],
                  marks=pytest.mark.skipif(IS_ROOT, reason="root ignores permission bits (chmod 0o500)")),
+    ("coordinator without a port", lambda root: ["--coordinator", "localhost"], ["coordinator must be HOST:PORT"]),
+    ("process id out of range", lambda root: ["--coordinator", "127.0.0.1:1", "--num-processes", "2",
+                                              "--process-id", "2"], ["process_id must be in [0, num_processes=2)"]),
     ("resume an empty dir", lambda root: ["--resume", "--workdir", str(root / "empty")],
      ["config.json does not exist", "holds no training run"]),
 ]

@@ -22,7 +22,6 @@ import pathlib
 import platform
 import statistics
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp

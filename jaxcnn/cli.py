@@ -122,7 +122,7 @@ def _train(args) -> int:
             config = dataclasses.replace(saved, **explicit)
         else:
             config = train.TrainConfig(**explicit)
-        workdir = checkpoint.check_workdir(args.workdir or time.strftime("runs/%Y%m%d-%H%M%S"))
+        workdir = pathlib.Path(args.workdir or time.strftime("runs/%Y%m%d-%H%M%S"))  # checked by train.prepare
         run = train.prepare(config, workdir, resume=args.resume, notice=_notice)
     except (ValueError, ImportError, RuntimeError) as error:
         raise CliError(error) from error

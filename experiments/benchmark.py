@@ -26,8 +26,11 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-from jaxcnn import bench, models, steps, train
-from jaxcnn.conv import IMPLS, conv, conv_config, resolve_impl
+from jaxcnn.training import bench
+from jaxcnn.nn import models
+from jaxcnn.training import steps
+from jaxcnn.training import loop as train
+from jaxcnn.ops.conv import IMPLS, conv, conv_config, resolve_impl, supported_impls
 
 MODES = ("autodiff", "manual", "backprop")
 CONV_SHAPES = {  # name: (input (N excluded), kernel window, out channels)
@@ -57,7 +60,8 @@ def conv_table(shapes, batch, repeats):
         x = jax.random.normal(jax.random.PRNGKey(0), (batch, *spatial))
         w = 0.1 * jax.random.normal(jax.random.PRNGKey(1), (*window, spatial[-1], out_channels))
         candidates = {}
-        for impl in IMPLS:
+        config = conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
+        for impl in (*supported_impls(w.shape, config), "auto"):  # winograd: 3×3 windows only
             forward = jax.jit(lambda x, w, impl=impl: conv(x, w, impl=impl))
             candidates[(impl, "forward")] = lambda f=forward: f(x, w)
             for grad in ("autodiff", "manual"):
@@ -66,7 +70,6 @@ def conv_table(shapes, batch, repeats):
                 candidates[(impl, f"fwd+bwd {grad}")] = lambda f=both: f(x, w)
         medians = bench.interleaved_medians(candidates, repeats)
         reference = medians[("lax", "fwd+bwd autodiff")]
-        config = conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
         auto = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend())
         for (impl, what), seconds in medians.items():
             rows.append(dict(shape=name, impl=impl, what=what, ms=1e3 * seconds, vs_lax_autodiff=reference / seconds,

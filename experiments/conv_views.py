@@ -16,7 +16,7 @@ import pathlib
 import jax
 import numpy as np
 
-from jaxcnn.views import compare_views, worked_numbers
+from jaxcnn.lecture.views import compare_views, worked_numbers
 
 
 def parse_args(argv=None):

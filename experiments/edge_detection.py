@@ -16,8 +16,8 @@ import pathlib
 
 import numpy as np
 
-from jaxcnn import data
-from jaxcnn.kernels import HAND_KERNELS, feature_stages, kernel_bank
+from jaxcnn.training import data
+from jaxcnn.lecture.kernels import HAND_KERNELS, feature_stages, kernel_bank
 
 STAGES = ("conv", "relu", "pool")
 STAGE_TITLES = {"conv": "conv", "relu": "ReLU", "pool": "max-pool 2×2"}

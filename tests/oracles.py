@@ -1,8 +1,11 @@
-"""Trusted references shared by the tests: autodiff VJPs and a comparison helper."""
+"""Trusted references shared by the tests: autodiff VJPs, a comparison helper, shared strategies."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hypothesis import assume, strategies as st
+
+from jaxcnn import conv_output_size
 
 
 def vjp(fn, primals, cotangent):
@@ -29,3 +32,42 @@ def conv_arrays(x_shape, w_shape, seed, dtype):
     w = jnp.asarray(rng.normal(size=w_shape), dtype)
     b = jnp.asarray(rng.normal(size=w_shape[-1:]), dtype)
     return x, w, b
+
+
+def run_fast(fn, *args):
+    """``jit(fn)(*args)`` with XLA's backend optimisations off: compiling these
+    tiny programs is what costs time (about half of it at level 0), not running them."""
+    lowered = jax.jit(fn).lower(*args)
+    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
+@st.composite
+def conv_cases(draw):
+    rank = draw(st.sampled_from((1, 1, 2, 2, 3)))
+    max_n, max_k = (12, 5) if rank < 3 else (5, 3)
+    spatial = tuple(draw(st.integers(1, max_n)) for _ in range(rank))
+    window = tuple(draw(st.integers(1, max_k)) for _ in range(rank))
+    stride = draw(st.one_of(st.integers(1, 3), st.tuples(*[st.integers(1, 3)] * rank)))
+    dilation = draw(st.one_of(st.integers(1, 2), st.tuples(*[st.integers(1, 2)] * rank)))
+    padding = draw(st.one_of(
+        st.sampled_from(("VALID", "SAME", "FULL")),
+        st.integers(0, 3),
+        st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=rank, max_size=rank),
+    ))
+    groups = draw(st.sampled_from((1, 1, 2, 3)))
+    cin = groups * draw(st.integers(1, 4 // groups if groups < 4 else 1))
+    cout = groups * draw(st.integers(1, max(1, 4 // groups)))
+    batch = draw(st.integers(1, 3))
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    sizes = [
+        conv_output_size(n, f, p, s, d)
+        for n, f, p, s, d in zip(
+            spatial, window,
+            padding if isinstance(padding, list) else [padding] * rank,
+            stride if isinstance(stride, tuple) else [stride] * rank,
+            dilation if isinstance(dilation, tuple) else [dilation] * rank,
+        )
+    ]
+    assume(all(size >= 1 for size in sizes))  # the too-large window is its own test
+    seed = draw(st.integers(0, 2**16))
+    return (batch, *spatial, cin), (*window, cin // groups, cout), options, seed

@@ -3,7 +3,7 @@ and once as ``python -m jaxcnn`` in a subprocess.
 
 The training runs are tiny (the cheap ``sequence`` network on 500 + 500 digits,
 one or two epochs): they prove the plumbing (flags, workdir, resume, eval), not
-learning, which tests/test_train.py covers.
+learning, which tests/training/test_loop.py covers.
 """
 
 import json
@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from jaxcnn import checkpoint, cli
+from jaxcnn import cli
+from jaxcnn.training import checkpoint
 
 TINY = ["--model", "sequence", "--train-limit", "500", "--test-limit", "500", "--batch-size", "50",
         "--steps-per-call", "2", "--no-progress"]
@@ -53,7 +54,7 @@ BAD_ARGS = [
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--model", "resnet"], "--model"),
     (["train", "--grad", "numeric"], "--grad"),
-    (["train", "--impl", "winograd"], "--impl"),
+    (["train", "--impl", "cudnn"], "--impl"),
     (["train", "--optimizer", "lbfgs"], "--optimizer"),
     (["train", "--schedule", "step"], "--schedule"),
     (["train", "--augment", "mixup"], "--augment"),
@@ -141,7 +142,7 @@ def test_resume_rejects_a_changed_flag_and_a_fresh_run_an_existing_workdir(capsy
 
 def test_resume_continues_the_metric_sequence(capsys, tmp_path):
     """Plan 2 epochs, stop after 1 (as an interruption would), resume from the CLI."""
-    from jaxcnn import train
+    from jaxcnn.training import loop as train
 
     config = train.TrainConfig(model="sequence", dataset="mnist-sample", train_limit=500, test_limit=500,
                                batch_size=50, steps_per_call=2, epochs=2, schedule="constant")

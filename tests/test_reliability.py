@@ -35,7 +35,12 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from jaxcnn import checkpoint, cli, data, layers, models, train
+from jaxcnn import cli
+from jaxcnn.training import checkpoint
+from jaxcnn.training import data
+from jaxcnn.nn import layers
+from jaxcnn.nn import models
+from jaxcnn.training import loop as train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = ["train", "--dataset", "mnist-sample", "--train-limit", "600", "--test-limit", "500", "--batch-size", "50",
@@ -70,7 +75,9 @@ API_CASES = [
     ("conv stride float", lambda: jaxcnn.conv(X, W, stride=1.5), TypeError, ["stride", "int", "1.5"]),
     ("conv padding name", lambda: jaxcnn.conv(X, W, padding="HALF"), ValueError, ["padding", '"SAME"', "HALF"]),
     ("conv padding negative", lambda: jaxcnn.conv(X, W, padding=-1), ValueError, ["padding", ">= 0", "-1"]),
-    ("conv impl", lambda: jaxcnn.conv(X, W, impl="winograd"), ValueError, ["impl", "'lax'", "winograd"]),
+    ("conv impl", lambda: jaxcnn.conv(X, W, impl="cudnn"), ValueError, ["impl", "'lax'", "'winograd'", "cudnn"]),
+    ("conv winograd stride", lambda: jaxcnn.conv(X, W, stride=2, impl="winograd"), ValueError,
+     ["impl=\"winograd\"", "window 3", "stride 1", "stride (2, 2)"]),
     ("conv grad", lambda: jaxcnn.conv(X, W, grad="numeric"), ValueError, ["grad", "'manual'", "numeric"]),
     ("conv channels", lambda: jaxcnn.conv(X, jnp.ones((3, 3, 2, 4))), ValueError, ["3 channels", "w.shape[-2]"]),
     ("conv groups", lambda: jaxcnn.conv(X, W, groups=2), ValueError, ["groups=2", "divide"]),
@@ -209,7 +216,7 @@ CLI_CASES = [
      ["no such TFDS dataset", "no_such_dataset_xyz", "mnist-sample", "idx:DIR"]),
     ("unknown model", lambda root: ["--model", "resnet"], ["--model", "'resnet'", "'classic'"]),
     ("unknown grad", lambda root: ["--grad", "numeric"], ["--grad", "'numeric'", "'backprop'"]),
-    ("unknown impl", lambda root: ["--impl", "winograd"], ["--impl", "'winograd'", "'lax'"]),
+    ("unknown impl", lambda root: ["--impl", "cudnn"], ["--impl", "'cudnn'", "'winograd'"]),
     ("unknown optimizer", lambda root: ["--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'", "'adamw'"]),
     ("idx dir missing", lambda root: ["--dataset", f"idx:{root / 'missing'}"],
      ["IDX directory", "missing", "does not exist"]),
@@ -228,6 +235,12 @@ CLI_CASES = [
     ("coordinator without a port", lambda root: ["--coordinator", "localhost"], ["coordinator must be HOST:PORT"]),
     ("process id out of range", lambda root: ["--coordinator", "127.0.0.1:1", "--num-processes", "2",
                                               "--process-id", "2"], ["process_id must be in [0, num_processes=2)"]),
+    ("coordinator missing", lambda root: ["--num-processes", "2", "--process-id", "1"],
+     ["multi-process run needs --coordinator HOST:PORT (or JAX_COORDINATOR_ADDRESS)"]),
+    ("process count and id missing", lambda root: ["--coordinator", "127.0.0.1:1"],
+     ["needs --num-processes N and --process-id I", "got only --coordinator=127.0.0.1:1"]),
+    ("init timeout 0", lambda root: ["--init-timeout", "0"], ["--init-timeout", "positive finite number", "'0'"]),
+    ("init timeout inf", lambda root: ["--init-timeout", "inf"], ["--init-timeout", "positive finite number"]),
     ("resume an empty dir", lambda root: ["--resume", "--workdir", str(root / "empty")],
      ["config.json does not exist", "holds no training run"]),
 ]
@@ -261,6 +274,37 @@ def test_bad_cli_input_is_one_error_line(capsys, paths, tmp_path, name, extra, p
     code, out, err = _main(capsys, argv)
     _assert_one_error_line(code, out, err, parts)
     assert not (tmp_path / "run").exists()  # nothing written for a rejected run
+
+
+# (id, environment, extra argv, substrings of the error line): the variables a multi-process start reads
+CLI_ENV_CASES = [
+    ("JAX_COORDINATOR_ADDRESS without a port", {"JAX_COORDINATOR_ADDRESS": "localhost"}, [],
+     ["environment variable JAX_COORDINATOR_ADDRESS must be HOST:PORT", "'localhost'"]),
+    ("JAX_COORDINATOR_ADDRESS port 0", {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:0"}, [],
+     ["JAX_COORDINATOR_ADDRESS must be HOST:PORT with a port in 1-65535", "'10.0.0.1:0'"]),
+    ("JAX_COORDINATOR_ADDRESS without the other flags", {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"}, [],
+     ["needs --num-processes N and --process-id I", "JAX_COORDINATOR_ADDRESS=127.0.0.1:1"]),
+    ("JAX_LOCAL_DEVICE_IDS", {"JAX_LOCAL_DEVICE_IDS": "0,one"},
+     ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"],
+     ["environment variable JAX_LOCAL_DEVICE_IDS must be comma-separated device indices", "'0,one'"]),
+    ("JAX_COORDINATOR_BIND_ADDRESS", {"JAX_COORDINATOR_BIND_ADDRESS": "[::]"},
+     ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"],
+     ["JAX_COORDINATOR_BIND_ADDRESS must be HOST:PORT", "'[::]'"]),
+    ("JAX_PARTITION_INDEX", {"JAX_PARTITION_INDEX": "first"},
+     ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"],
+     ["JAX_PARTITION_INDEX must be an int >= 0", "'first'"]),
+]
+
+
+@pytest.mark.parametrize("name, env, extra, parts", CLI_ENV_CASES, ids=[case[0] for case in CLI_ENV_CASES])
+def test_bad_environment_is_one_error_line(capsys, monkeypatch, tmp_path, name, env, extra, parts):
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    argv = ["train", "--model", "sequence", "--epochs", "1", "--no-progress", "--dataset", "mnist-sample",
+            "--workdir", tmp_path / "run", *extra]
+    code, out, err = _main(capsys, argv)
+    _assert_one_error_line(code, out, err, parts)
+    assert not (tmp_path / "run").exists()
 
 
 def test_errors_in_a_real_process_are_one_line_without_traceback(paths, tmp_path):

@@ -1,0 +1,4 @@
+"""Layers (quadruples of pure functions), combinators, the named models and their summaries.
+
+May import: ``jaxcnn.ops``.
+"""

@@ -1,0 +1,99 @@
+"""``loss_and_grad`` in three modes: autodiff, hand rules under autodiff, explicit backprop."""
+
+from __future__ import annotations
+
+import jax
+
+from jaxcnn.nn.protocol import apply_with_state, forward_with_state
+from jaxcnn.ops.losses import HAND_RULES, softmax_cross_entropy
+
+MODES = ("autodiff", "manual", "backprop")
+
+
+def _check(mode, loss, model=None, state=None, key=None):
+    needs = getattr(model, "needs", frozenset())
+    if "state" in needs and state is None:
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r} keeps state (running statistics): pass state= "
+            "(from jaxcnn.layers.init_with_state); loss_and_grad then returns (loss, grads, new_state)"
+        )
+    if "key" in needs and key is None:
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r} draws random numbers in training (dropout): pass key= "
+            "(a jax.random key; derive one per step, e.g. jax.random.fold_in(key, step))"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode != "autodiff" and loss not in HAND_RULES:
+        names = [fn.__name__ for fn in HAND_RULES]
+        raise ValueError(
+            f"mode={mode!r} needs a loss with a hand rule, one of {names}; got {loss!r} "
+            "(any loss(logits, labels) works with mode='autodiff')"
+        )
+
+
+def backprop(model, params, x, labels, loss=softmax_cross_entropy, *, state=None, key=None):
+    """An explicit reverse sweep, with no ``jax.grad``, ``jax.vjp`` or ``custom_vjp``.
+
+    ``model.forward`` caches residuals layer by layer, the loss's hand rule gives
+    ``∂L/∂logits``, and ``model.backward`` walks the layers in reverse
+    (seed 002: x̄ = ȳ · ∂y/∂x, summed over every path). With ``state`` or ``key``
+    the forward is ``forward_with_state`` in training mode.
+
+    Returns:
+      ``(loss, grads)`` with ``grads`` shaped like ``params``; ``(loss, grads,
+      new_state)`` when ``state`` is given.
+    """
+    if state is None and key is None:
+        logits, residuals = model.forward(params, x)
+    else:
+        logits, residuals, new_state = forward_with_state(model, params, () if state is None else state, x,
+                                                          key=key, train=True)
+    value = loss(logits, labels)
+    grads, _ = model.backward(params, residuals, HAND_RULES[loss](logits, labels))
+    return (value, grads) if state is None else (value, grads, new_state)
+
+
+def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cross_entropy, state=None, key=None):
+    """Loss of ``model`` on a batch and its gradient with respect to ``params``.
+
+    Args:
+      model: a :class:`jaxcnn.layers.Layer` (usually from ``serial``).
+      params: its params pytree.
+      x: ``(batch, *input_shape)``; labels: ``(batch,)`` ints.
+      mode: ``"autodiff"`` (``jax.value_and_grad`` through the plain ops),
+        ``"manual"`` (the same, every op's VJP being its hand rule) or
+        ``"backprop"`` (:func:`backprop`).
+      loss: ``loss(logits, labels)``; ``manual``/``backprop`` need one of
+        ``losses.HAND_RULES``.
+      state: the model's state (``jaxcnn.layers.init_with_state``), required when
+        the model keeps one (BatchNorm); the model then runs in training mode and
+        the updated state is returned too.
+      key: a PRNG key, required when the model draws random numbers (Dropout).
+
+    Returns:
+      ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given;
+      ``grads`` has the params' pytree structure. All three modes can be wrapped
+      in ``jax.jit``.
+    """
+    _check(mode, loss, model, state, key)
+    if mode == "backprop":
+        return backprop(model, params, x, labels, loss, state=state, key=key)
+    grad = mode
+    if state is not None or key is not None:
+        start = () if state is None else state
+
+        def objective_with_state(p):
+            logits, new_state = apply_with_state(model, p, start, x, key=key, train=True, grad=grad)
+            value = loss(logits, labels, grad=grad) if grad == "manual" else loss(logits, labels)
+            return value, new_state
+
+        (value, new_state), grads = jax.value_and_grad(objective_with_state, has_aux=True)(params)
+        return (value, grads) if state is None else (value, grads, new_state)
+
+    def objective(p):
+        if grad == "manual":
+            return loss(model.apply(p, x, grad=grad), labels, grad=grad)
+        return loss(model.apply(p, x), labels)
+
+    return jax.value_and_grad(objective)(params)

@@ -1,0 +1,95 @@
+"""Measurement helpers for the benchmark: interleaved medians, matmul rate, train steps.
+
+Timings on shared machines are noisy, so every comparison is made *within one
+run*: candidates are warmed up (compiled) first, then timed in interleaved
+rounds (each round calls every candidate once), and the median per candidate
+is reported together with ratios between candidates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcnn.proof.gradients import loss_and_grad
+
+
+def interleaved_medians(candidates: dict, repeats: int = 5) -> dict:
+    """Median seconds per call of each zero-argument callable, timed in interleaved rounds.
+
+    Args:
+      candidates: name -> callable returning JAX arrays (blocked on each call).
+      repeats: number of rounds after one warm-up call per candidate.
+
+    Returns:
+      name -> median seconds.
+    """
+    for fn in candidates.values():
+        jax.block_until_ready(fn())
+    times = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
+    """The machine's float32 matmul rate, ``2n³ / t`` for an ``n×n`` product."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    product = jax.jit(jnp.matmul)
+    seconds = interleaved_medians({"matmul": lambda: product(a, b)}, repeats)["matmul"]
+    return 2 * n**3 / seconds
+
+
+def compiled_train_step(model, params, x, labels, *, mode: str, learning_rate: float = 1e-3):
+    """An ahead-of-time compiled Adam step and its compile time.
+
+    Returns:
+      ``(run, compile_seconds)``; ``run()`` performs one step on the fixed batch
+      (params are not donated, so it can be repeated).
+    """
+    tx = optax.adam(learning_rate)
+    state = tx.init(params)
+
+    def step(params, state, x, labels):
+        loss, grads = loss_and_grad(model, params, x, labels, mode=mode)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    start = time.perf_counter()
+    compiled = jax.jit(step).lower(params, state, x, labels).compile()
+    compile_seconds = time.perf_counter() - start
+    return (lambda: compiled(params, state, x, labels)), compile_seconds
+
+
+def train_step_flops(model, params, x) -> float:
+    """XLA's FLOP estimate for one forward + backward of ``model`` (≈ 3× the forward)."""
+    forward = jax.jit(lambda p, x: model.apply(p, x)).lower(params, x).compile()
+    analysis = forward.cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0] if analysis else {}
+    return 3.0 * float((analysis or {}).get("flops", 0.0))
+
+
+def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_size: int, chunk: int,
+                          unroll: bool = False) -> float:
+    """Seconds to compile the training program that runs ``chunk`` Adam steps (``jaxcnn.steps``).
+
+    ``chunk = 1`` is the single step; ``chunk = len(labels) // batch_size`` is the
+    whole epoch, one ``lax.scan`` (rolled unless ``unroll``).
+    """
+    from jaxcnn.training import steps  # pylint: disable=import-outside-toplevel
+
+    tx = optax.adam(1e-3)
+    program = steps.make_train_chunk(model, tx, grad=mode, augment="none", batch_size=batch_size,
+                                     steps_per_epoch=len(labels) // batch_size, chunk=chunk, unroll=unroll)
+    start = time.perf_counter()
+    program.lower(params, tx.init(params), images, labels, jax.random.key(0), jnp.int32(0)).compile()
+    return time.perf_counter() - start

@@ -1,0 +1,288 @@
+"""Proofs for jaxcnn.conv: hand rules == jax.grad, explicit == lax, every option."""
+
+import itertools
+
+import jax
+import jax.test_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from jaxcnn import conv, conv_backward, conv_output_size
+from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, resolve_impl, transpose_kernel
+from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
+
+# "auto" has its own tests below (it resolves to one of these at trace time).
+IMPLS = ("lax", "explicit")
+
+
+# ------------------------------------------------------------------ strategies
+
+
+def _all_gradients(x, w, b, dy, options):
+    """Every impl's forward, hand rule, manual VJP and autodiff VJP (one jit program)."""
+    results = {}
+    for impl in IMPLS:
+        results[impl] = (
+            conv(x, w, b, impl=impl, **options),
+            conv_backward(dy, x, w, impl=impl, **options),
+            vjp(lambda *a: conv(*a, impl=impl, grad="manual", **options), (x, w, b), dy),
+            vjp(lambda *a: conv(*a, impl=impl, **options), (x, w, b), dy),
+        )
+    return results
+
+
+def _check_all(x, w, b, options, rtol, seed=0):
+    """Compares every impl and rule against ``jax.vjp`` of the lax conv (the oracle)."""
+    reference = conv(x, w, b, impl="lax", **options)
+    dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=reference.shape), x.dtype)
+    # Compilation dominates these small cases; XLA's backend optimisations buy nothing here.
+    compiled = jax.jit(lambda *a: _all_gradients(*a, options),
+                       compiler_options={"xla_backend_optimization_level": 0})
+    results = compiled(x, w, b, dy)
+    expected = results["lax"][3]
+    for impl in IMPLS:
+        msg = f"impl={impl} {options} x{x.shape} w{w.shape}"
+        forward, hand, manual, autodiff = results[impl]
+        assert_close(forward, reference, rtol=rtol, err_msg=msg)
+        for name, h, m, a, e in zip("xwb", hand, manual, autodiff, expected):
+            assert_close(h, e, rtol=rtol, err_msg=f"hand d{name} {msg}")
+            assert_close(m, e, rtol=rtol, err_msg=f"manual d{name} {msg}")
+            assert_close(a, e, rtol=rtol, err_msg=f"autodiff d{name} {msg}")
+
+
+# ---------------------------------------------------------------- properties
+
+
+@given(conv_cases())
+def test_hand_rules_equal_autodiff_float64(x64, case):
+    x_shape, w_shape, options, seed = case
+    x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
+    _check_all(x, w, b, options, rtol=1e-10, seed=seed)
+
+
+GRID = [
+    dict(stride=s, padding=p, dilation=d, groups=g)
+    for s, p, d, g in itertools.product(
+        (1, 2), ("VALID", "SAME", "FULL", 1, [(0, 2), (3, 1)]), (1, 2), (1, 2)
+    )
+]
+
+
+@pytest.mark.parametrize("options", GRID, ids=str)
+def test_hand_rules_equal_autodiff_float32_2d(device, options):
+    x, w, b = _arrays((2, 9, 8, 4), (3, 2, 4 // options["groups"], 6), 7, jnp.float32)
+    x, w, b = jax.device_put((x, w, b), device)
+    _check_all(x, w, b, options, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rank", (1, 3))
+def test_hand_rules_equal_autodiff_float32_1d_3d(device, rank):
+    spatial, window = ((11,), (3,)) if rank == 1 else ((5, 6, 4), (2, 3, 2))
+    x, w, b = _arrays((2, *spatial, 2), (*window, 2, 3), 3, jnp.float32)
+    x, w, b = jax.device_put((x, w, b), device)
+    _check_all(x, w, b, dict(stride=2, padding="SAME", dilation=1, groups=1), rtol=1e-5)
+    _check_all(x, w, b, dict(stride=1, padding="FULL", dilation=2, groups=1), rtol=1e-5)
+
+
+# ------------------------------------------------------------ slow references
+
+
+def _loop_conv(x, w, stride, pad, dilation):
+    """The definition, one output at a time (2-D, groups 1): y = Σ x_pad[p·s + t·d] w[t]."""
+    x = np.pad(np.asarray(x), ((0, 0), pad[0], pad[1], (0, 0)))
+    kh, kw, _, cout = w.shape
+    oh = (x.shape[1] - dilation * (kh - 1) - 1) // stride + 1
+    ow = (x.shape[2] - dilation * (kw - 1) - 1) // stride + 1
+    y = np.zeros((x.shape[0], oh, ow, cout))
+    for i, j, a, c in itertools.product(range(oh), range(ow), range(kh), range(kw)):
+        y[:, i, j] += x[:, i * stride + a * dilation, j * stride + c * dilation] @ np.asarray(w)[a, c]
+    return y
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_matches_loop_definition(x64, impl):
+    x, w, _ = _arrays((2, 7, 6, 3), (3, 2, 3, 4), 0, jnp.float64)
+    for stride, dilation, pad in [(1, 1, ((0, 0), (0, 0))), (2, 2, ((1, 2), (3, 0)))]:
+        y = conv(x, w, stride=stride, dilation=dilation, padding=pad, impl=impl)
+        assert_close(y, _loop_conv(x, w, stride, pad, dilation), rtol=1e-12)
+
+
+def test_input_gradient_is_full_correlation_with_rotated_kernel(x64):
+    """Seed 001: ∂L/∂X = full-padded ∂L/∂Z correlated with K rotated 180°."""
+    x, w, _ = _arrays((1, 6, 6, 1), (3, 3, 1, 1), 1, jnp.float64)
+    dy = jnp.asarray(np.random.default_rng(2).normal(size=(1, 4, 4, 1)))
+    dx, _, _ = conv_backward(dy, x, w)
+    rotated = np.asarray(w)[::-1, ::-1]
+    assert_close(dx, _loop_conv(dy, rotated, 1, ((2, 2), (2, 2)), 1), rtol=1e-12)
+
+
+def test_seed_001_two_by_two_example():
+    """Seed 003's worked 3×3 input, 2×2 filter, stride 1: output 2×2, N₂ = (3 − 2)/1 + 1."""
+    x = jnp.arange(9.0).reshape(1, 3, 3, 1)
+    w = jnp.array([[1.0, 2.0], [3.0, 4.0]]).reshape(2, 2, 1, 1)
+    y = conv(x, w)[0, :, :, 0]
+    xs, ws = np.arange(9.0).reshape(3, 3), np.array([[1.0, 2.0], [3.0, 4.0]])
+    top_left = xs[0, 0] * ws[0, 0] + xs[0, 1] * ws[0, 1] + xs[1, 0] * ws[1, 0] + xs[1, 1] * ws[1, 1]
+    assert y.shape == (2, 2) and float(y[0, 0]) == top_left
+    assert float(y[1, 1]) == xs[1, 1] * 1 + xs[1, 2] * 2 + xs[2, 1] * 3 + xs[2, 2] * 4
+
+
+def test_rotated_kernel_seed_001():
+    """K = [[K11, K12], [K21, K22]] rotated 180° is [[K22, K21], [K12, K11]]."""
+    k = jnp.array([[11.0, 12.0], [21.0, 22.0]]).reshape(2, 2, 1, 1)
+    np.testing.assert_array_equal(transpose_kernel(k, 1)[..., 0, 0], [[22.0, 21.0], [12.0, 11.0]])
+
+
+def test_transpose_kernel_swaps_channels_per_group():
+    w = jnp.arange(2 * 3 * 4.0).reshape(1, 2, 3, 4)  # groups=2: C_in/g=3, C_out=4
+    t = transpose_kernel(w, 2)
+    assert t.shape == (1, 2, 2, 6)
+    # group 1, out channel 1 of that group (global 3), in channel 2 of that group (global 5)
+    assert t[0, 1, 1, 5] == w[0, 0, 2, 3]
+
+
+# ----------------------------------------------------- transformations, checks
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_check_grads_numerical(x64, impl):
+    x, w, b = _arrays((2, 6, 5, 2), (3, 2, 1, 4), 4, jnp.float64)
+    options = dict(stride=2, padding=[(1, 0), (2, 1)], dilation=(1, 2), groups=2, impl=impl)
+    for grad in ("autodiff", "manual"):
+        jax.test_util.check_grads(
+            lambda *a: conv(*a, grad=grad, **options), (x, w, b), order=2, modes=["rev"]
+        )
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_grad_of_grad_manual_equals_autodiff(x64, impl):
+    x, w, b = _arrays((2, 7, 3), (3, 3, 2), 5, jnp.float64)
+    options = dict(stride=2, padding="SAME", dilation=2, impl=impl)
+
+    def input_grad_norm(w, grad):
+        loss = lambda x: jnp.sum(jnp.tanh(conv(x, w, b, grad=grad, **options)))
+        return jnp.sum(jax.grad(loss)(x) ** 2)
+
+    expected = jax.grad(input_grad_norm)(w, "autodiff")
+    assert_close(jax.grad(input_grad_norm)(w, "manual"), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_under_jit_and_vmap(impl):
+    x, w, b = _arrays((3, 2, 8, 8, 2), (3, 3, 2, 3), 6, jnp.float32)
+    options = dict(stride=2, padding="SAME", impl=impl)
+
+    def grads(grad):
+        loss = lambda x, w, b: jnp.sum(conv(x, w, b, grad=grad, **options) ** 2)
+        return jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(0, None, None)))(x, w, b)
+
+    for hand, auto in zip(grads("manual"), grads("autodiff")):
+        assert_close(hand, auto, rtol=1e-5)
+
+
+# --------------------------------------------------------------- bad arguments
+
+X, W = jnp.zeros((1, 5, 5, 4)), jnp.zeros((3, 3, 4, 2))
+BAD = [
+    (dict(x=jnp.zeros((5, 5, 4))), ValueError, "x must have shape"),
+    (dict(w=jnp.zeros((3, 4, 2, 2, 2, 2))), ValueError, "w must have shape"),
+    (dict(w=jnp.zeros((3, 3, 3, 2))), ValueError, "channel mismatch"),
+    (dict(groups=3), ValueError, "groups=3 must divide"),
+    (dict(groups=0), ValueError, "groups must be a positive int"),
+    (dict(stride=0), ValueError, "stride entries must be >= 1"),
+    (dict(stride=(1, 2, 3)), ValueError, "stride must be an int or a tuple of 2"),
+    (dict(dilation=-1), ValueError, "dilation entries must be >= 1"),
+    (dict(dilation=1.5), TypeError, "dilation must be an int"),
+    (dict(padding="HALF"), ValueError, "padding must be .*VALID.*got the string 'HALF'"),
+    (dict(padding=[(1, 1)]), ValueError, "one \\(lo, hi\\) pair per spatial dimension \\(2\\)"),
+    (dict(padding=[(1, 1), (1,)]), TypeError, "padding must be"),
+    (dict(padding=-1), ValueError, "padding must be >= 0"),
+    (dict(w=jnp.zeros((7, 7, 4, 2))), ValueError, "larger than the padded input"),
+    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'auto'\\), got 'cudnn'"),
+    (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
+    (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
+]
+
+
+@pytest.mark.parametrize("change,error,match", BAD, ids=[m for _, _, m in BAD])
+def test_bad_arguments_raise_clear_errors(change, error, match):
+    args = dict(x=X, w=W, b=None)
+    args.update(change)
+    x, w, b = args.pop("x"), args.pop("w"), args.pop("b")
+    with pytest.raises(error, match=match):
+        conv(x, w, b, **args)
+
+
+def test_conv_backward_rejects_bad_impl_listing_the_accepted_ones():
+    with pytest.raises(ValueError, match="impl must be one of .*'auto'.*got 'Auto'"):
+        conv_backward(jnp.zeros((1, 3, 3, 2)), X, W, impl="Auto")
+
+
+# -------------------------------------------------------------------- "auto"
+
+
+def _resolve(x_shape, w_shape, platform, **options):
+    options = dict(dict(stride=1, padding="VALID", dilation=1, groups=1), **options)
+    return resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), platform)
+
+
+def test_auto_decision_table():
+    """The documented table of ``resolve_impl``, row by row."""
+    classic = ((128, 26, 26, 32), (3, 3, 32, 64))
+    assert _resolve(*classic, "cpu") == "explicit"
+    assert _resolve(*classic, "gpu") == "lax" and _resolve(*classic, "tpu") == "lax"
+    assert _resolve((4, 9, 8, 4), (3, 3, 2, 6), "cpu", groups=2) == "explicit"
+    assert _resolve((4, 9, 8, 4), (3, 3, 1, 8), "cpu", groups=4) == "lax"  # depthwise
+    assert _resolve((4, 256, 16), (5, 16, 32), "cpu") == "explicit"
+    big = (MAX_PATCH_ELEMENTS // (9 * 64) + 1, 3, 3, 64)  # one output pixel per example
+    assert _resolve(big, (3, 3, 64, 8), "cpu") == "lax"
+    assert _resolve((1, 3, 3, 64), (3, 3, 64, 8), "cpu") == "explicit"
+    for impl in CONCRETE_IMPLS:  # concrete names pass through
+        assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
+                                                        dilation=1, groups=1), "gpu") == impl
+
+
+def _auto_and_lax_gradients(x, w, b, dy, options):
+    """Forward, hand rule, manual and autodiff VJPs of "auto"; the lax VJP (the oracle)."""
+    auto = lambda *a, grad="autodiff": conv(*a, impl="auto", grad=grad, **options)
+    return dict(
+        forward=(conv(x, w, b, impl="auto", **options), conv(x, w, b, impl="lax", **options)),
+        hand=conv_backward(dy, x, w, impl="auto", **options),
+        manual=vjp(lambda *a: auto(*a, grad="manual"), (x, w, b), dy),
+        autodiff=vjp(auto, (x, w, b), dy),
+        expected=vjp(lambda *a: conv(*a, impl="lax", **options), (x, w, b), dy),
+    )
+
+
+@given(conv_cases())
+@settings(max_examples=20)
+def test_auto_equals_lax_float32(case):
+    """``impl="auto"`` equals lax on random configs (strides, dilation, groups, padding, 1-3-D)."""
+    x_shape, w_shape, options, seed = case
+    x, w, b = _arrays(x_shape, w_shape, seed, jnp.float32)
+    y_shape = jax.eval_shape(lambda x, w: conv(x, w, impl="lax", **options), x, w).shape
+    dy = jnp.asarray(np.random.default_rng(seed).normal(size=y_shape), jnp.float32)
+    compiled = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
+                       compiler_options={"xla_backend_optimization_level": 0})
+    results = compiled(x, w, b, dy)
+    assert_close(*results["forward"], rtol=1e-5, err_msg=str(options))
+    for rule in ("hand", "manual", "autodiff"):
+        for name, got, expected in zip("xwb", results[rule], results["expected"]):
+            assert_close(got, expected, rtol=1e-5, err_msg=f"auto {rule} d{name} {options}")
+
+
+def test_conv_backward_checks_dy_shape():
+    with pytest.raises(ValueError, match="dy must have the forward output's shape"):
+        conv_backward(jnp.zeros((1, 4, 4, 2)), X, W)
+
+
+def test_conv_output_size_seed_004_numbers():
+    assert conv_output_size(6, 3) == 4
+    assert conv_output_size(6, 3, padding=1) == 6
+    assert conv_output_size(8, 3, stride=2) == 3
+    assert conv_output_size(32, 5) == 28
+    assert conv_output_size(5, 3, padding="SAME", stride=2) == 3
+    assert conv_output_size(4, 3, padding="FULL") == 6
+    assert conv_output_size(4, 3, padding=(2, 0), dilation=2) == 2

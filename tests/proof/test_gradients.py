@@ -1,0 +1,172 @@
+"""Proofs for layers and loss_and_grad: the three gradient modes agree."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcnn
+from jaxcnn.nn import layers as L
+from jaxcnn import loss_and_grad, softmax_binary_cross_entropy
+from oracles import assert_close
+
+MODES = ("autodiff", "manual", "backprop")
+
+
+def every_layer_net(rank, impl):
+    """Uses every layer type: Conv (strided, padded, dilated, grouped), both pools, ReLU, Flatten, Dense."""
+    return L.serial(
+        L.Conv(4, 3, padding="SAME", impl=impl), L.Relu(),
+        L.MaxPool(2, padding="SAME"),
+        L.Conv(6, 2, stride=1, padding=[(1, 0)] * rank, dilation=2, groups=2, impl=impl), L.Relu(),
+        L.AvgPool(2, stride=1, padding=1, count_include_pad=False),
+        L.Flatten(), L.Dense(8), L.Relu(), L.Dense(5, init="glorot"),
+    )
+
+
+SPATIAL = {1: (13,), 2: (9, 8), 3: (5, 6, 4)}
+
+
+def _setup(rank, impl, dtype, seed=0):
+    model = every_layer_net(rank, impl)
+    _, params = model.init(jax.random.PRNGKey(seed), (-1, *SPATIAL[rank], 2))
+    params = jax.tree_util.tree_map(lambda p: p.astype(dtype), params)
+    x = jax.random.normal(jax.random.PRNGKey(seed + 1), (3, *SPATIAL[rank], 2), dtype)
+    labels = jnp.array([0, 4, 2])
+    return model, params, x, labels
+
+
+def _all_modes(model, params, x, labels, loss=jaxcnn.softmax_cross_entropy):
+    # Compilation dominates these small nets; XLA's backend optimisations buy nothing here.
+    run = jax.jit(lambda p, x, y: {m: loss_and_grad(model, p, x, y, mode=m, loss=loss) for m in MODES},
+                  compiler_options={"xla_backend_optimization_level": 0})
+    return run(params, x, labels)
+
+
+@pytest.mark.parametrize("rank,impl", [(1, "lax"), (2, "lax"), (2, "explicit"), (3, "explicit")])
+def test_three_modes_agree_float64(x64, rank, impl):
+    results = _all_modes(*_setup(rank, impl, jnp.float64))
+    value, grads = results["autodiff"]
+    for mode in ("manual", "backprop"):
+        other_value, other_grads = results[mode]
+        assert_close(other_value, value, rtol=1e-10)
+        assert jax.tree_util.tree_structure(other_grads) == jax.tree_util.tree_structure(grads)
+        for g, e in zip(jax.tree_util.tree_leaves(other_grads), jax.tree_util.tree_leaves(grads)):
+            assert_close(g, e, rtol=1e-10, err_msg=mode)
+
+
+@pytest.mark.parametrize("impl", ("lax", "explicit"))
+def test_three_modes_agree_float32_on_every_device(device, impl):
+    model, params, x, labels = _setup(2, impl, jnp.float32)
+    params, x = jax.device_put((params, x), device)
+    results = _all_modes(model, params, x, labels)
+    value, grads = results["autodiff"]
+    for mode in ("manual", "backprop"):
+        assert_close(results[mode][0], value, rtol=1e-5)
+        for g, e in zip(jax.tree_util.tree_leaves(results[mode][1]), jax.tree_util.tree_leaves(grads)):
+            assert_close(g, e, rtol=1e-5, err_msg=mode)
+
+
+def test_binary_cross_entropy_modes_agree(x64):
+    model, params, x, labels = _setup(2, "lax", jnp.float64)
+    results = _all_modes(model, params, x, labels, loss=softmax_binary_cross_entropy)
+    for mode in ("manual", "backprop"):
+        for g, e in zip(jax.tree_util.tree_leaves(results[mode]), jax.tree_util.tree_leaves(results["autodiff"])):
+            assert_close(g, e, rtol=1e-10)
+
+
+def test_backprop_uses_no_autodiff(monkeypatch):
+    """The explicit sweep must trace with jax.grad, jax.vjp and custom_vjp unavailable."""
+    model, params, x, labels = _setup(2, "explicit", jnp.float32)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("autodiff used inside backprop")
+
+    for name in ("grad", "vjp", "value_and_grad", "custom_vjp", "linearize", "jvp"):
+        monkeypatch.setattr(jax, name, forbidden)
+    value, grads = jax.jit(lambda p: loss_and_grad(model, p, x, labels, mode="backprop"))(params)
+    assert np.isfinite(float(value)) and len(grads) == len(params)
+
+
+def test_manual_mode_uses_the_hand_rules():
+    """With grad="manual" every op is a custom_vjp call (its VJP is the hand rule); with autodiff none is."""
+    model, params, x, labels = _setup(2, "lax", jnp.float32)
+    loss = jaxcnn.softmax_cross_entropy
+    text = lambda grad: str(jax.make_jaxpr(lambda p: loss(model.apply(p, x, grad=grad), labels, grad=grad))(params))
+    manual, autodiff = text("manual"), text("autodiff")
+    # conv, relu, maxpool, conv, relu, avgpool, dense, relu, dense, loss = 10 hand-ruled ops
+    assert manual.count("custom_vjp_call") >= 10
+    assert "custom_vjp_call" not in autodiff
+
+
+@pytest.mark.parametrize("grad", ("autodiff", "manual"))
+def test_vmap_of_per_example_gradients(grad):
+    model, params, x, labels = _setup(1, "lax", jnp.float32)
+
+    def per_example(x, y):
+        loss = lambda p: jaxcnn.softmax_cross_entropy(model.apply(p, x[None], grad=grad), y[None], grad=grad)
+        return jax.grad(loss)(params)
+
+    batched = jax.jit(jax.vmap(per_example))(x, labels)
+    summed = jax.tree_util.tree_map(lambda g: g.sum(0) / x.shape[0], batched)
+    _, full = loss_and_grad(model, params, x, labels, mode="autodiff")
+    for a, b in zip(jax.tree_util.tree_leaves(summed), jax.tree_util.tree_leaves(full)):
+        assert_close(a, b, rtol=1e-5)
+
+
+# --------------------------------------------------------------------- layers
+
+
+SHAPE_GRID = list(itertools.product((1, 2), ("VALID", "SAME", "FULL", 2, [(0, 3), (1, 0)]), (1, 2)))
+
+
+@pytest.mark.parametrize("stride,padding,dilation", SHAPE_GRID, ids=str)
+def test_init_predicts_apply_shape(stride, padding, dilation):
+    """stax's test: the shape ``init`` predicts is the shape ``apply`` returns."""
+    model = L.serial(
+        L.Conv(3, (3, 2), stride=stride, padding=padding, dilation=dilation),
+        L.MaxPool(2, stride=stride, padding=padding if isinstance(padding, (list, int)) else "SAME"),
+        L.AvgPool((1, 2), padding=padding if padding != "FULL" else "VALID"),
+    )
+    shape, params = model.init(jax.random.PRNGKey(0), (2, 10, 9, 2))
+    y = jax.eval_shape(lambda p, x: model.apply(p, x), params, jax.ShapeDtypeStruct((2, 10, 9, 2), jnp.float32))
+    assert y.shape == shape
+
+
+def test_params_structure_and_determinism():
+    model = jaxcnn.models.classic_net()
+    _, params = model.init(jax.random.PRNGKey(3), (-1, 28, 28, 1))
+    assert [type(p) for p in params] == [dict, tuple, dict, tuple, tuple, tuple, dict, tuple, dict]
+    assert all(p == () for p in params if isinstance(p, tuple))
+    _, again = model.init(jax.random.PRNGKey(3), (-1, 28, 28, 1))
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(again)):
+        np.testing.assert_array_equal(a, b)
+    w = params[0]["w"]
+    assert abs(float(jnp.std(w)) - np.sqrt(2 / 9)) < 0.1  # He: std = sqrt(2 / fan_in)
+
+
+def test_layer_errors():
+    with pytest.raises(ValueError, match="out_channels must be a positive int"):
+        L.Conv(0, 3)
+    with pytest.raises(ValueError, match="groups must be a positive int dividing the input channels 3"):
+        L.Conv(4, 3, groups=2).init(jax.random.PRNGKey(0), (1, 8, 8, 3))
+    with pytest.raises(ValueError, match="Dense expects input_shape"):
+        L.Dense(3).init(jax.random.PRNGKey(0), (1, 8, 8, 3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        L.MaxPool(5).init(jax.random.PRNGKey(0), (1, 4, 4, 3))
+    with pytest.raises(TypeError, match="serial expects one or more Layer"):
+        L.serial(L.Relu(), "relu")
+    with pytest.raises(ValueError, match="init must be one of \\('he', 'glorot'\\)"):
+        L.Dense(3, init="zeros").init(jax.random.PRNGKey(0), (1, 4))
+
+
+def test_loss_and_grad_errors():
+    model, params, x, labels = _setup(1, "lax", jnp.float32)
+    with pytest.raises(ValueError, match="mode must be one of \\('autodiff', 'manual', 'backprop'\\), got 'reverse'"):
+        loss_and_grad(model, params, x, labels, mode="reverse")
+    with pytest.raises(ValueError, match="needs a loss with a hand rule"):
+        loss_and_grad(model, params, x, labels, mode="backprop", loss=lambda z, y: jnp.sum(z))
+    value, _ = loss_and_grad(model, params, x, labels, loss=lambda z, y: jnp.sum(z ** 2))
+    assert np.isfinite(float(value))

@@ -1,0 +1,35 @@
+"""The benchmark script runs end to end (tiny shapes) and writes its JSON and PNG."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+
+from jaxcnn.training import bench
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_interleaved_medians_times_every_candidate():
+    calls = []
+    medians = bench.interleaved_medians({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then interleaved rounds
+
+
+def test_benchmark_quick_run(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--quick", "--no-torch", "--repeats", "1",
+         "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    assert {r["grad"] for r in result["train_steps"]} == {"autodiff", "manual", "backprop"}
+    assert all(r["images_per_second"] > 0 for r in result["train_steps"])
+    assert all(r["epoch_compile_seconds"] > 0 and r["step_compile_seconds"] > 0 for r in result["compile"])
+    assert [r["model"] for r in result["train_path"]] == ["classic"]
+    assert all(r["images_per_second"] > 0 for r in result["train_path"])
+    assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,6 +26,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -109,7 +110,32 @@ API_CASES = [
      ["Conv expects input_shape", "(-1, 8)"]),
     ("Dense out_features", lambda: layers.Dense(2.5), ValueError, ["out_features", "positive int", "2.5"]),
     ("serial non-layer", lambda: layers.serial(layers.Relu(), "dense"), TypeError, ["serial", "Layer"]),
-    ("models.get_model", lambda: models.get_model("resnet"), ValueError, ["model", "'classic'", "resnet"]),
+    ("models.get_model", lambda: models.get_model("resnet50"), ValueError, ["model", "'resnet'", "resnet50"]),
+    # the research blocks (issue 11)
+    ("dropout rate 1", lambda: jaxcnn.dropout(X, jax.random.key(0), rate=1.0), ValueError, ["rate", "[0, 1)", "1.0"]),
+    ("Dropout layer rate", lambda: layers.Dropout(1), ValueError, ["rate", "[0.0, 1.0)", "1"]),
+    ("group_norm groups", lambda: jaxcnn.group_norm(X, jnp.ones(3), jnp.zeros(3), groups=2), ValueError,
+     ["groups", "dividing channels=3", "got 2"]),
+    ("GroupNorm layer groups", lambda: layers.GroupNorm(2).init(jax.random.key(0), (-1, 4, 4, 3)), ValueError,
+     ["groups=2", "divide", "3"]),
+    ("batch_norm scale shape", lambda: jaxcnn.batch_norm(X, jnp.ones(4), jnp.zeros(3)), ValueError, ["scale", "(3,)"]),
+    ("conv_transpose output_padding", lambda: jaxcnn.conv_transpose(X, jnp.ones((3, 3, 4, 3)), stride=2,
+                                                                    output_padding=2), ValueError,
+     ["output_padding", "stride"]),
+    ("conv_transpose groups", lambda: jaxcnn.conv_transpose(X, jnp.ones((3, 3, 2, 3)), groups=2), ValueError,
+     ["groups"]),
+    ("stateful model without state", lambda: models.resnet().apply(
+        models.resnet().init(jax.random.key(0), (-1, 8, 8, 1))[1], jnp.ones((1, 8, 8, 1))), ValueError,
+     ["BatchNorm needs its state", "apply_with_state"]),
+    ("loss_and_grad without state", lambda: jaxcnn.loss_and_grad(
+        models.resnet(), models.resnet().init(jax.random.key(0), (-1, 8, 8, 1))[1], jnp.ones((1, 8, 8, 1)),
+        jnp.array([0])), ValueError, ["pass state="]),
+    ("loss_and_grad dropout without key", lambda: jaxcnn.loss_and_grad(
+        models.classic_dropout_net(), models.classic_dropout_net().init(jax.random.key(0), (-1, 8, 8, 1))[1],
+        jnp.ones((1, 8, 8, 1)), jnp.array([0])), ValueError, ["pass key="]),
+    ("residual non-layer", lambda: layers.residual("block"), TypeError, ["block must be a Layer"]),
+    ("FanOut count", lambda: layers.FanOut(0), ValueError, ["num", "positive int", "0"]),
+    ("leaky_relu slope", lambda: jaxcnn.leaky_relu(X, negative_slope=float("nan")), ValueError, ["negative_slope"]),
     ("loss_and_grad mode", lambda: _loss_and_grad(mode="numeric"), ValueError, ["mode", "'backprop'", "numeric"]),
     ("loss_and_grad loss", lambda: _loss_and_grad(mode="manual", loss=lambda z, y: 0.0), ValueError,
      ["needs a loss with a hand rule", "softmax_cross_entropy"]),
@@ -140,6 +166,25 @@ API_CASES = [
     ("checkpoint.restore", lambda: checkpoint.restore("/no/such/jaxcnn-dir", {}), ValueError, ["no checkpoint in"]),
     ("checkpoint.check_workdir", lambda: checkpoint.check_workdir(__file__), ValueError,
      ["is a file", "must be a directory"]),
+    # issue 14: seeds that alias, step counts that overflow, learning rates float32 cannot hold, options without effect
+    ("TrainConfig seed 2**32", lambda: dataclasses.replace(CONFIG, seed=2**32).validated(), ValueError,
+     ["seed", "[0, 2**32)", "4294967296"]),
+    ("TrainConfig seed 2**63", lambda: dataclasses.replace(CONFIG, seed=2**63).validated(), ValueError,
+     ["seed", "[0, 2**32)", "9223372036854775808"]),
+    ("TrainConfig epochs 2**31", lambda: dataclasses.replace(CONFIG, epochs=2**31).validated(), ValueError,
+     ["epochs", "at most 2**31 - 1", "2147483648"]),
+    ("TrainConfig lr of 400 digits", lambda: dataclasses.replace(CONFIG, lr=10**400).validated(), ValueError,
+     ["lr", "positive finite number", "(401 characters)"]),
+    ("TrainConfig lr rounds to 0", lambda: dataclasses.replace(CONFIG, lr=1e-50).validated(), ValueError,
+     ["lr must be at least 1.18e-38", "round to 0 in float32", "1e-50"]),
+    ("TrainConfig lr beyond float32", lambda: dataclasses.replace(CONFIG, lr=1e39).validated(), ValueError,
+     ["lr must be at most 3.403e+38", "1e+39"]),
+    ("TrainConfig weight_decay with sgd", lambda: dataclasses.replace(CONFIG, optimizer="sgd", weight_decay=0.1)
+     .validated(), ValueError, ["weight_decay has no effect with optimizer='sgd'", "'adamw'", "0.1"]),
+    ("checkpoint.check_workdir ''", lambda: checkpoint.check_workdir(""), ValueError,
+     ["workdir must be a directory path", "''"]),
+    ("checkpoint.load_config ''", lambda: checkpoint.load_config(""), ValueError,
+     ["workdir must be a directory path", "''"]),
 ]
 
 
@@ -191,7 +236,29 @@ def paths(tmp_path_factory):
     (root / "corrupt_gzip" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(good[:108]))
     (root / "a_file").write_text("not a directory\n")
     (root / "read_only").mkdir(mode=0o500)
+    _write_sized(root / "mixed_sizes", "train", 100, (28, 28))
+    _write_sized(root / "mixed_sizes", "t10k", 50, (14, 14))
+    for name, size in (("tiny_images", (2, 2)), ("empty_images", (0, 0))):
+        _write_sized(root / name, "train", 100, size)
+        _write_sized(root / name, "t10k", 50, size)
     return root
+
+
+def _write_sized(directory: pathlib.Path, stem: str, count: int, size):
+    """An IDX split of ``count`` random ``size`` images."""
+    directory.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(0).integers(0, 256, (count, *size), dtype=np.uint8)
+    (directory / f"{stem}-images-idx3-ubyte").write_bytes(_idx_bytes(images))
+    (directory / f"{stem}-labels-idx1-ubyte").write_bytes(_idx_bytes(np.arange(count, dtype=np.uint8) % 10))
+
+
+def _foreign_workdir(root: pathlib.Path) -> pathlib.Path:
+    """A directory of someone's own files, one of them a config.json (written afresh for every case)."""
+    directory = root / "someone_elses"
+    directory.mkdir(exist_ok=True)
+    (directory / "config.json").write_text('{"learning_rate": 1}\n')
+    (directory / "notes.txt").write_text("mine\n")
+    return directory
 
 
 def _idx(name):
@@ -243,6 +310,28 @@ CLI_CASES = [
     ("init timeout inf", lambda root: ["--init-timeout", "inf"], ["--init-timeout", "positive finite number"]),
     ("resume an empty dir", lambda root: ["--resume", "--workdir", str(root / "empty")],
      ["config.json does not exist", "holds no training run"]),
+    # issue 14
+    ("train and test images of two sizes", _idx("mixed_sizes"),
+     ["train and test images", "differ in size", "train 28×28×1, test 14×14×1"]),
+    ("images too small for the model", lambda root: [*_idx("tiny_images")(root), "--model", "classic"],
+     ["2×2×1 images", "too small for the model 'classic'"]),
+    ("images of 0x0 pixels", _idx("empty_images"), ["0×0×1 images", "too small for the model", "no pixels"]),
+    ("seed 2**32", lambda root: ["--seed", str(2**32)], ["--seed", "[0, 2**32)", "'4294967296'"]),
+    ("seed 2**63", lambda root: ["--seed", str(2**63)], ["--seed", "[0, 2**32)", "'9223372036854775808'"]),
+    ("seed of 300 digits", lambda root: ["--seed", "9" * 300], ["--seed", "[0, 2**32)", "(300 characters)"]),
+    ("epochs of 300 digits", lambda root: ["--epochs", "9" * 300], ["--epochs", "positive int", "(300 characters)"]),
+    ("epochs overflowing the step counter", lambda root: ["--epochs", str(2**31 - 1)],
+     ["epochs must be at most 1073741823", "int32 step counter"]),
+    ("train-limit of 300 digits", lambda root: ["--train-limit", "9" * 300],
+     ["--train-limit", "at most 2147483647", "(300 characters)"]),
+    ("lr that rounds to 0", lambda root: ["--lr", "1e-50"], ["lr must be at least", "round to 0 in float32"]),
+    ("lr beyond float32", lambda root: ["--lr", "1e300"], ["lr must be at most", "float32's largest"]),
+    ("weight decay with sgd", lambda root: ["--optimizer", "sgd", "--weight-decay", "0.1"],
+     ["weight_decay has no effect with optimizer='sgd'"]),
+    ("workdir ''", lambda root: ["--workdir", ""], ["workdir must be a directory path", "''"]),
+    ("resume workdir ''", lambda root: ["--resume", "--workdir", ""], ["workdir must be a directory path", "''"]),
+    ("workdir of someone else's files", lambda root: ["--workdir", _foreign_workdir(root)],
+     ["holds files that are not a jaxcnn run", "config.json, notes.txt", "choose a new or empty directory"]),
 ]
 
 
@@ -266,7 +355,8 @@ def _assert_one_error_line(code, out, err, parts):
 
 
 @pytest.mark.parametrize("name, extra, parts", CLI_CASES, ids=[_case_id(case) for case in CLI_CASES])
-def test_bad_cli_input_is_one_error_line(capsys, paths, tmp_path, name, extra, parts):
+def test_bad_cli_input_is_one_error_line(capsys, monkeypatch, paths, tmp_path, name, extra, parts):
+    monkeypatch.chdir(tmp_path)  # a run that fell back to a default workdir would land here
     argv = ["train", "--model", "sequence", "--epochs", "1", "--no-progress", "--dataset", "mnist-sample",
             "--train-limit", "100", "--test-limit", "100", "--batch-size", "50", *extra(paths)]
     if "--workdir" not in argv:
@@ -274,6 +364,7 @@ def test_bad_cli_input_is_one_error_line(capsys, paths, tmp_path, name, extra, p
     code, out, err = _main(capsys, argv)
     _assert_one_error_line(code, out, err, parts)
     assert not (tmp_path / "run").exists()  # nothing written for a rejected run
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
 # (id, environment, extra argv, substrings of the error line): the variables a multi-process start reads
@@ -452,10 +543,13 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     workdir = {name: root / name for name in ("reference", "twin", "killed_in_training", "killed_in_save")}
     kill_env = {"killed_in_save": {checkpoint.KILL_IN_SAVE_ENV: "2"}}
-    processes, resumed = {}, {}
+    processes, resumed, intruder = {}, {}, {}
     try:
         for name, path in workdir.items():
             processes[name] = _start(path, *RUN, **kill_env.get(name, {}))
+        second = threading.Thread(target=_second_run_while_running, daemon=True,
+                                  args=(processes["reference"], workdir["reference"], intruder))
+        second.start()
         killed_by_test = _kill_when_exists(processes["killed_in_training"],
                                            workdir["killed_in_training"] / checkpoint.CHECKPOINT_DIR / "1")
         codes, after_kill = {}, {}
@@ -468,13 +562,38 @@ def runs(tmp_path_factory):
                         file.write('{"augment": "affine", "batch_size": 50, "dataset": "mnist-sa')
                 resumed[name] = _start(workdir[name], "train", "--resume", "--no-progress")
         resume_codes = {name: process.wait(timeout=RUN_SECONDS) for name, process in resumed.items()}
+        second.join(timeout=RUN_SECONDS)
     finally:  # a failed wait must not leave runs behind
         for process in [*processes.values(), *resumed.values()]:
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
                 process.kill()
     logs = {name: pathlib.Path(f"{path}.log").read_text() for name, path in workdir.items()}
     return types.SimpleNamespace(workdir=workdir, codes=codes, killed_by_test=killed_by_test,
-                                 after_kill=after_kill, resume_codes=resume_codes, logs=logs)
+                                 after_kill=after_kill, resume_codes=resume_codes, logs=logs, intruder=intruder)
+
+
+def _second_run_while_running(process, workdir: pathlib.Path, result: dict) -> None:
+    """Once ``process`` holds ``workdir`` (its config.json is written), stops it (SIGSTOP), runs a
+    second ``train`` in the same workdir, notes what that did, and lets the first go on (SIGCONT)."""
+    deadline = time.monotonic() + RUN_SECONDS
+    while not (workdir / checkpoint.CONFIG_FILE).exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+    process.send_signal(signal.SIGSTOP)
+    try:
+        before = sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+        config = (workdir / checkpoint.CONFIG_FILE).read_text()
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "jaxcnn", *RUN, "--workdir", str(workdir)], capture_output=True,
+                              text=True, env=_env(), cwd=workdir.parent, timeout=RUN_SECONDS)
+        result.update(code=done.returncode, stdout=done.stdout, stderr=done.stderr,
+                      seconds=time.monotonic() - started, first_running=process.poll() is None,
+                      untouched=before == sorted(str(path.relative_to(workdir)) for path in workdir.rglob("*"))
+                      and config == (workdir / checkpoint.CONFIG_FILE).read_text())
+    finally:
+        process.send_signal(signal.SIGCONT)
 
 
 def _metrics_without_wall_clock(workdir):

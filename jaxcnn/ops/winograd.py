@@ -22,21 +22,33 @@ overlap by 2), the transforms are unrolled sums of those slices with the
 matrices' constant coefficients (zeros skipped), and nothing here calls
 ``lax.conv*``, forward or backward.
 
-Which tile. F(4,3) needs 36/16 = 2.25 multiplications per output against
-im2col's 9 (4× fewer) and F(2,3) 16/4 = 4 (2.25× fewer), but F(4,3)'s
-transforms have larger entries (``Bᵀ`` up to 5, ``Aᵀ`` up to 8, ``G`` with 1/6,
-1/12, 1/24), so its rounding error is larger: measured in float32 on the
-26×26×32→64 layer (batch 8, N(0,1) ``x`` and ``w``, error relative to
-``max|y|`` against a float64 reference), F(4×4) is 1.2e-6 forward, 2.0e-6 for
-``dx`` and 2.1e-6 for ``dw``; F(2×2) 2.8e-7 / 3.3e-7 / 4.9e-7; ``impl="lax"``
-1.9e-7 / 3.0e-7 / 3.0e-7 — F(4,3) loses about one decimal digit. The tests
-compare float32 results against ``impl="lax"`` with ``rtol=2e-5``
-(``rtol=5e-6`` for F(2,3)): about 10× the measured error, leaving room for
-other shapes and BLAS blockings, and still 10× below the error of a single
-wrong tap. :func:`choose_tile` takes F(2,3) where F(4,3)'s accuracy is too
-poor (16-bit floats: a 10× larger error on 3 significant digits) or where the
-output is so small (≤ 2 along every axis) that F(4,3)'s whole tiles would
-compute mostly padding; F(4,3) everywhere else.
+Which tile, and how accurate. F(4,3) needs 36/16 = 2.25 multiplications per
+output against im2col's 9 (4× fewer), F(2,3) 16/4 = 4 (2.25× fewer), but
+F(4,3)'s transforms have larger entries (``Bᵀ`` up to 5, ``Aᵀ`` up to 8, ``G``
+with 1/6, 1/12, 1/24), which amplify float32 rounding. Measured error, max |err|
+over max |exact| against a float64 reference, N(0,1) ``x``, ``w``, ``ȳ``, batch
+8, two seeds (forward / dx / dw):
+
+========================  ===========================  ===========================
+layer                     F(4×4, 3×3)                  F(2×2, 3×3)
+========================  ===========================  ===========================
+26×26×32→64 VALID         2.8–3.5e-6 / 4.8–6.6e-6 /    2.4–2.7e-7 / 2.8–3.1e-7 /
+                          4.9–7.2e-6                   0.8–1.0e-6
+16×16×64→128 SAME         6.2–6.5e-6 / 6.9–9.9e-6 /    3.6–4.5e-7 / 5.1–5.8e-7 /
+                          6.3–6.7e-6                   1.0–1.2e-6
+========================  ===========================  ===========================
+
+against 6.6–9.2e-7 / 1.6–1.7e-7 / 3.5–3.6e-7 for ``impl="explicit"`` (im2col)
+and up to 2.5e-6 for ``impl="lax"``'s ``dw`` on the same layers: F(4,3) loses
+about one decimal digit, F(2,3) none that matters. So the float32 tests
+(``tests/ops/test_winograd.py``) compare F(4,3) against ``impl="lax"`` with
+``rtol=5e-5`` (5× the suite's usual float32 ``1e-5`` for conv: the worst
+F(4,3) error seen, 1e-5, plus lax's own 2.5e-6, with a 4× margin) and F(2,3)
+with ``rtol=1e-5``, and bound the error against float64 by 2e-5 (F(4,3)) and
+3e-6 (F(2,3)), about 2× the worst measured. :func:`choose_tile` takes F(2,3)
+where F(4,3)'s error would matter, for 16-bit floats (3 significant digits),
+and where every output axis is ≤ 2 long (F(4,3)'s whole tiles would compute
+mostly padding); F(4,3) everywhere else.
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``
@@ -317,8 +329,8 @@ def winograd_forward(x, w, config, *, tile=None):
     """Cross-correlation by F(m, 3) / F(m×m, 3×3) tiles and one batched GEMM.
 
     .. math::
-       y[n, t·m + j, o] = \Big(A^{T}\Big[\sum_i (G\,w_{\cdot, i, o}\,G^{T}) \odot
-       (B^{T} d_{n, t, i} B)\Big] A\Big)[j], \qquad d_{n,t,i} = x_{pad}[n, t·m : t·m + α, i]
+       y[n, t·m + j, o] = \\Big(A^{T}\\Big[\\sum_i (G\\,w_{\\cdot, i, o}\\,G^{T}) \\odot
+       (B^{T} d_{n, t, i} B)\\Big] A\\Big)[j], \\qquad d_{n,t,i} = x_{pad}[n, t·m : t·m + α, i]
 
     ``x_pad`` is ``x`` padded by ``config.pairs`` and then on the high side up
     to a whole number of tiles; the outputs past ``n + lo + hi − 2`` are cropped.
@@ -349,9 +361,9 @@ def winograd_backward(dy, x, w, config, *, tile=None):
     ``x̄_j = Σ_i ȳ_i ⋆ W_ij``), computed as a Winograd correlation:
 
     .. math::
-       \bar{x} = \mathrm{corr}\big(\mathrm{pad}_{(2 - lo,\, 2 - hi)}(\bar{y}),\,
-                  \mathrm{rot}_{180}(w)^{T}\big), \qquad
-       G\,\mathrm{rot}_{180}(g)\,G^{T} = (GJ)\,g\,(GJ)^{T}
+       \\bar{x} = \\mathrm{corr}\\big(\\mathrm{pad}_{(2 - lo,\\, 2 - hi)}(\\bar{y}),\\,
+                  \\mathrm{rot}_{180}(w)^{T}\\big), \\qquad
+       G\\,\\mathrm{rot}_{180}(g)\\,G^{T} = (GJ)\\,g\\,(GJ)^{T}
 
     so the rotation is the kernel transform with ``G``'s columns reversed
     (``J`` the exchange matrix) and the channel swap is the GEMM contracting
@@ -363,9 +375,9 @@ def winograd_backward(dy, x, w, config, *, tile=None):
     with ``U = G w Gᵀ``; pulling ``ȳ`` back through the adjoint of each linear map,
 
     .. math::
-       \bar{M}[k, p, o] = (A\,\bar{y}_{p, o}\,A^{T})[k], \qquad
-       \bar{U}[k, i, o] = \sum_{p} V[k, p, i]\,\bar{M}[k, p, o], \qquad
-       \bar{w}_{\cdot, i, o} = G^{T}\,\bar{U}[\cdot, i, o]\,G
+       \\bar{M}[k, p, o] = (A\\,\\bar{y}_{p, o}\\,A^{T})[k], \\qquad
+       \\bar{U}[k, i, o] = \\sum_{p} V[k, p, i]\\,\\bar{M}[k, p, o], \\qquad
+       \\bar{w}_{\\cdot, i, o} = G^{T}\\,\\bar{U}[\\cdot, i, o]\\,G
 
     where ``ȳ_{p,o}`` is the ``m×m`` block of the zero-extended ``ȳ`` under tile
     ``p`` (the adjoint of the crop), ``V`` the forward's input transform and

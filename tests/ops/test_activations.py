@@ -90,7 +90,7 @@ def test_manual_mode_uses_the_hand_rule(x64, name):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)) * 3)
     dy = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4)))
     for config in configs:
-        y, pullback = jax.vjp(lambda x: op(x, grad="manual", **config), x)
+        y, pullback = jax.vjp(lambda x, config=config: op(x, grad="manual", **config), x)
         np.testing.assert_array_equal(y, op(x, **config))
         assert_close(pullback(dy)[0], rule(dy, x, **config)[0], rtol=1e-15)
 
@@ -156,7 +156,7 @@ def test_nan_in_nan_out(x64, name, grad):
     op, rule, configs = ACTIVATIONS[name]
     x = jnp.asarray([np.nan, -2.0, 0.0, 3.0])
     for config in configs:
-        for y in (op(x, grad=grad, **config), jax.jit(lambda x: op(x, grad=grad, **config))(x)):
+        for y in (op(x, grad=grad, **config), jax.jit(lambda x, config=config: op(x, grad=grad, **config))(x)):
             assert np.isnan(y[0]) and np.all(np.isfinite(y[1:])), (name, config, y)
         # and the rule agrees with autodiff at the NaN (NaN where it is NaN, equal elsewhere)
         assert assert_hand_rule(op, rule, x, **config) <= 1e-10
@@ -168,7 +168,7 @@ def test_relu_maps_nan_to_nan_and_keeps_its_subgradient():
         y = relu(x, grad=grad)
         assert np.isnan(y[0])
         np.testing.assert_array_equal(y[1:], [0.0, 0.0, 0.0, 2.0])
-        g = jax.grad(lambda x: jnp.sum(relu(x, grad=grad)))(x[1:])
+        g = jax.grad(lambda x, grad=grad: jnp.sum(relu(x, grad=grad)))(x[1:])
         np.testing.assert_array_equal(g, [0.0, 0.0, 0.0, 1.0])
     np.testing.assert_array_equal(relu_backward(jnp.ones(4), x[1:]), [0.0, 0.0, 0.0, 1.0])
 
@@ -209,7 +209,7 @@ def test_grad_of_grad_through_the_hand_rule(x64, name):
     x = jnp.asarray(rng.normal(size=(9,)) * 2)
     w = jnp.asarray(rng.normal(size=(9,)))
     for config in configs:
-        def f(x, grad):
+        def f(x, grad, config=config):
             first = jax.grad(lambda x: jnp.sum(w * op(x, grad=grad, **config)))(x)
             return jnp.sum(jnp.sin(first))
 

@@ -91,7 +91,7 @@ def test_wrong_number_of_cotangents_raises():
 
 def test_wrong_shape_raises():
     def summed(dy, x, w, b):
-        dx, dw, db = dense_backward(dy, x, w, b)
+        dx, dw, _ = dense_backward(dy, x, w, b)
         return dx, dw, jnp.sum(dy, axis=0, keepdims=True)  # (1, 5) instead of (5,)
 
     with pytest.raises(AssertionError, match=r"'b' \(argument 2\) has shape \(1, 5\), expected \(5,\)"):

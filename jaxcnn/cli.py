@@ -163,7 +163,9 @@ def _train_interrupted(args, workdir: pathlib.Path):
             return None
 
     before, rerun = signature(), interrupt.rerun_message(getattr(args, "argv", ["train"]))
-    resume = f"jaxcnn: interrupted; continue with: jaxcnn train --resume --workdir {shlex.quote(str(workdir))}"
+    cluster = [f"--{flag.replace('_', '-')}={value}" for flag in ("coordinator", "num_processes", "process_id")
+               if (value := getattr(args, flag, None)) is not None]  # a multi-process run continues as one
+    resume = f"jaxcnn: interrupted; continue with: {shlex.join(['jaxcnn', 'train', '--resume', '--workdir', str(workdir), *cluster])}"
     return lambda: resume if args.resume or signature() not in (None, before) else rerun
 
 

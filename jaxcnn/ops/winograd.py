@@ -62,7 +62,7 @@ module imports nothing from :mod:`jaxcnn.ops.conv` (which dispatches to it).
 
 from __future__ import annotations
 
-import math
+import itertools
 from typing import NamedTuple, Sequence, Tuple
 
 import jax.numpy as jnp
@@ -192,48 +192,61 @@ def _combine(matrix, pieces):
 
 
 def _tile_transform(a, matrix, tiles, step):
-    """Applies ``matrix`` to every tile of every spatial axis of ``a`` (strided slices, unrolled sums).
+    """Applies ``matrix`` to every tile along every spatial axis of ``a`` (strided slices, unrolled sums).
 
     Tile ``t`` of axis ``k`` is ``a[t·step : t·step + width]`` with ``width`` the
     number of ``matrix``'s columns; for the input transform (``Bᵀ``, width α,
     step m) neighbouring tiles overlap, for the adjoint of the output transform
-    (``A``, width m, step m) they do not.
+    (``A``, width m, step m) they do not. Axis by axis, each row of the result
+    is a sum of ``width`` strided slices; the ``rows^R`` results are stacked
+    once, at the end, so that XLA writes the transformed tiles in one pass.
 
     Args:
       a: ``(batch, *spatial, C)`` with ``spatial[k] >= (tiles[k] − 1)·step + width``.
       matrix: ``(rows, width)``.
 
     Returns:
-      ``(*(rows,) * R, batch, *tiles, C)``: ``out[u_1, …, u_R, n, t, c] =
+      ``(rows^R, batch, *tiles, C)``, positions row-major: ``out[(u_1, …, u_R), n, t, c] =
       Σ_j ∏_k matrix[u_k][j_k] · a[n, t·step + j, c]``.
     """
-    width = len(matrix[0])
+    width, pieces = len(matrix[0]), [a]
     for k, count in enumerate(tiles):
-        axis = 2 * k + 1  # k transformed axes in front, then batch, then k tiled axes
         limit = (count - 1) * step + 1
-        pieces = [lax.slice_in_dim(a, j, j + limit, step, axis) for j in range(width)]
-        a = jnp.stack(_combine(matrix, pieces), axis=k)
-    return a
+        pieces = [row for piece in pieces for row in _combine(
+            matrix, [lax.slice_in_dim(piece, j, j + limit, step, k + 1) for j in range(width)])]
+    return jnp.stack(pieces)
 
 
-def _untile_transform(product, matrix):
-    """Applies ``matrix`` to the leading tile-position axes and lays the tiles side by side.
+def _untile_transform(product, matrix, rank):
+    """Applies ``matrix`` to the tile positions and lays the tiles side by side (one stack).
 
     The adjoint of :func:`_tile_transform` for non-overlapping tiles (``Aᵀ`` here,
     ``A`` there).
 
     Args:
-      product: ``(*(α,) * R, batch, *tiles, C)``; matrix: ``(rows, α)``.
+      product: ``(α^R, batch, *tiles, C)``, positions row-major; matrix: ``(rows, α)``.
 
     Returns:
       ``(batch, *(tiles[k]·rows), C)``:
       ``out[n, t·rows + i, c] = Σ_u ∏_k matrix[i_k][u_k] · product[u, n, t, c]``.
     """
-    rank = (product.ndim - 2) // 2
-    for _ in range(rank):  # the leading position axis belongs to the first tiled axis not yet laid out
-        y = jnp.stack(_combine(matrix, list(product)), axis=rank + 1)
-        product = y.reshape(*y.shape[:rank], y.shape[rank] * y.shape[rank + 1], *y.shape[rank + 2:])
-    return product
+    alpha, rows = len(matrix[0]), len(matrix)
+    blocks = dict(zip(itertools.product(range(alpha), repeat=rank), list(product)))
+    for k in range(rank):  # transform axis k of the position index, the others held fixed
+        done = {}
+        for key in itertools.product(*(range(rows if a < k else alpha) for a in range(rank) if a != k)):
+            column = [blocks[(*key[:k], u, *key[k:])] for u in range(alpha)]
+            done.update({(*key[:k], i, *key[k:]): y for i, y in enumerate(_combine(matrix, column))})
+        blocks = done
+
+    def lay_out(index):  # (batch, T_1, m, …, T_k, m, T_{k+1}, …, T_R, C) from the innermost axis out
+        if len(index) == rank:
+            return blocks[index]
+        return jnp.stack([lay_out((*index, i)) for i in range(rows)], axis=len(index) + 2)
+
+    y = lay_out(())
+    batch, channels = y.shape[0], y.shape[-1]
+    return y.reshape(batch, *(y.shape[1 + 2 * k] * rows for k in range(rank)), channels)
 
 
 def _kernel_transform(w, matrix):
@@ -318,10 +331,9 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
     out = _out_spatial(x.shape, pairs)
     tiles, grown = _tiling(out, pairs, m)
     v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
-    positions = v.shape[:rank]
-    product = _positions_gemm(kind, v.reshape(math.prod(positions), -1, v.shape[-1]),
-                              u.reshape(math.prod(positions), *u.shape[rank:]), groups)
-    y = _untile_transform(product.reshape(*positions, *v.shape[rank:-1], -1), transforms.output)
+    product = _positions_gemm(kind, v.reshape(v.shape[0], -1, v.shape[-1]),
+                              u.reshape(v.shape[0], *u.shape[rank:]), groups)
+    y = _untile_transform(product.reshape(*v.shape[:-1], -1), transforms.output, rank)
     return y[(slice(None), *(slice(0, n) for n in out))]
 
 
@@ -407,8 +419,8 @@ def winograd_backward(dy, x, w, config, *, tile=None):
     v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
     dy_whole = patches_lib.pad_spatial(dy, tuple((0, t * m - n) for t, n in zip(tiles, out)))
     dm = _tile_transform(dy_whole, _transposed(transforms.output), tiles, m)
-    positions = v.shape[:rank]
-    du = _positions_gemm("kernel_grad", v.reshape(math.prod(positions), -1, v.shape[-1]),
-                         dm.reshape(math.prod(positions), -1, dm.shape[-1]), groups)
-    dw = _kernel_transform(du.reshape(*positions, *du.shape[1:]), _transposed(transforms.kernel))
+    du = _positions_gemm("kernel_grad", v.reshape(v.shape[0], -1, v.shape[-1]),
+                         dm.reshape(dm.shape[0], -1, dm.shape[-1]), groups)
+    alpha = len(transforms.input)
+    dw = _kernel_transform(du.reshape(*(alpha,) * rank, *du.shape[1:]), _transposed(transforms.kernel))
     return dx.astype(x.dtype), dw.astype(w.dtype)

@@ -559,15 +559,15 @@ def _check_intact(workdir, epoch: int, committed: list):
       ValueError: it is damaged: one line naming the part, the newest earlier
         checkpoint that is intact and how to fall back to it.
     """
-    directory = pathlib.Path(workdir) / CHECKPOINT_DIR
     shapes, problem = _inspect(_directory(workdir) / str(epoch))
     if problem is None:
         return shapes
     intact = next((e for e in reversed(committed) if e < epoch and _inspect(_directory(workdir) / str(e))[1] is None),
                   None)
-    fallback = (f"checkpoint {intact} is intact: move {directory / str(epoch)} aside to fall back to it"
+    fallback = (f"checkpoint {intact} is intact: move {epoch}/ out of {CHECKPOINT_DIR}/ to fall back to it"
                 if intact is not None else "no earlier checkpoint is intact")
-    raise ValueError(f"checkpoint {epoch} in {directory} is damaged ({problem}); {fallback}")
+    raise ValueError(f"checkpoint {pathlib.Path(workdir) / CHECKPOINT_DIR / str(epoch)} is damaged ({problem}); "
+                     f"{fallback}")
 
 
 def _key_name(key) -> str:

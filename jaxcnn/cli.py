@@ -151,8 +151,8 @@ def _join_cluster(args) -> None:
 
 
 def _train_interrupted(args, workdir: pathlib.Path):
-    """The interrupt line of ``train``: ``--resume`` once this process has written the run's config.json
-    (the run exists), else the same command again (nothing was written)."""
+    """The interrupt line of ``train``: ``--resume`` (with the cluster flags) once the run's config.json has
+    been written since the command started (the run exists), else the same command again (nothing was written)."""
     config = workdir / checkpoint.CONFIG_FILE
 
     def signature():
@@ -165,7 +165,8 @@ def _train_interrupted(args, workdir: pathlib.Path):
     before, rerun = signature(), interrupt.rerun_message(getattr(args, "argv", ["train"]))
     cluster = [f"--{flag.replace('_', '-')}={value}" for flag in ("coordinator", "num_processes", "process_id")
                if (value := getattr(args, flag, None)) is not None]  # a multi-process run continues as one
-    resume = f"jaxcnn: interrupted; continue with: {shlex.join(['jaxcnn', 'train', '--resume', '--workdir', str(workdir), *cluster])}"
+    command = shlex.join(["jaxcnn", "train", "--resume", "--workdir", str(workdir), *cluster])
+    resume = f"jaxcnn: interrupted; continue with: {command}"
     return lambda: resume if args.resume or signature() not in (None, before) else rerun
 
 
@@ -174,9 +175,11 @@ def _releasing(handler):
 
     def run(args) -> int:
         args.release = []
+        forget = interrupt.at_exit(lambda: [release() for release in reversed(args.release)])  # Ctrl-C too
         try:
             return handler(args)
         finally:
+            forget()
             for release in reversed(args.release):
                 release()
 

@@ -235,7 +235,7 @@ def Identity():
     return _plain("Identity", lambda key, input_shape: (tuple(input_shape), ()), lambda x: x, lambda x, dy: dy)
 
 
-def residual(block, shortcut=None):
+def residual(block, shortcut=None, *, name=None):
     """``y = block(x) + shortcut(x)``, the identity shortcut by default (He et al.'s residual branch).
 
     Built as ``serial(FanOut(2), parallel(block, shortcut), FanInSum())``, so its params (and state)
@@ -244,12 +244,13 @@ def residual(block, shortcut=None):
     .. math::
        \\bar{x} = \\bar{x}_{\\text{block}}(\\bar{y}) + \\bar{x}_{\\text{shortcut}}(\\bar{y})
 
-    (the cotangent summed over both paths, seed 002).
+    (the cotangent summed over both paths, seed 002). ``name`` is the display name (default
+    ``Residual(<block> + <shortcut>)``).
     """
     shortcut = Identity() if shortcut is None else shortcut
     for argument, value in (("block", block), ("shortcut", shortcut)):
         if not isinstance(value, Layer):
             raise TypeError(f"{argument} must be a Layer, got {value!r}")
     graph = serial(FanOut(2), parallel(block, shortcut), FanInSum())
-    return graph._replace(name=f"Residual({block.name} + {shortcut.name})", layers=())
+    return graph._replace(name=name or f"Residual({block.name} + {shortcut.name})", layers=())
 

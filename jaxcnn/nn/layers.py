@@ -67,8 +67,15 @@ def _check_rank(input_shape, ranks, layer: str):
         )
 
 
-def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto", init="he"):
-    """Convolution layer; params ``{"w": (*window, C_in // groups, out_channels), "b": (out_channels,)}``."""
+def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto", init="he",
+         bias=True):
+    """Convolution layer; params ``{"w": (*window, C_in // groups, out_channels), "b": (out_channels,)}``.
+
+    ``bias=False`` drops ``b`` (params ``{"w": ...}``), e.g. before a BatchNorm, whose mean
+    subtraction cancels any bias: its gradient there is identically zero.
+    """
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be True or False, got {bias!r}")
     if not padding_lib.is_int(out_channels) or out_channels < 1:
         raise ValueError(f"out_channels must be a positive int, got {out_channels!r}")
     if impl not in IMPLS:
@@ -89,17 +96,18 @@ def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=
         out = padding_lib.output_spatial(input_shape[1:-1], size, config.pairs, config.stride, config.dilation)
         fan_in = math.prod(size) * input_shape[-1] // groups
         w = _normal_init(key, w_shape, fan_in, math.prod(size) * out_channels, init)
-        return (input_shape[0], *out, out_channels), {"w": w, "b": jnp.zeros((out_channels,), jnp.float32)}
+        params = {"w": w, "b": jnp.zeros((out_channels,), jnp.float32)} if bias else {"w": w}
+        return (input_shape[0], *out, out_channels), params
 
     def apply_fun(params, x, *, grad="autodiff"):
-        return conv(x, params["w"], params["b"], impl=impl, grad=grad, **options)
+        return conv(x, params["w"], params.get("b"), impl=impl, grad=grad, **options)
 
     def forward_fun(params, x):
         return apply_fun(params, x), x
 
     def backward_fun(params, x, dy):
         dx, dw, db = conv_backward(dy, x, params["w"], impl=impl, **options)
-        return {"w": dw, "b": db}, dx
+        return ({"w": dw, "b": db} if "b" in params else {"w": dw}), dx
 
     return Layer(init_fun, apply_fun, forward_fun, backward_fun, f"Conv{window}x{out_channels}")
 

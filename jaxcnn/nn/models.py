@@ -74,29 +74,31 @@ def classic_dropout_net(num_classes: int = 10, *, impl: str = "auto"):
 def basic_block(channels: int, stride: int = 1, *, project: bool = False, impl: str = "auto"):
     """He et al.'s basic residual block: ReLU(BN(Conv(ReLU(BN(Conv(x))))) + shortcut(x)).
 
-    Both convolutions are 3×3 ``SAME``, the first with ``stride``. The shortcut is the identity,
+    Both convolutions are 3×3 ``SAME``, the first with ``stride``, without bias (the BatchNorm
+    after each cancels it: its gradient would be identically zero). The shortcut is the identity,
     or, with ``project`` (a stride or a change of channels), a 1×1 convolution with ``stride``
     followed by batch normalisation.
     """
     block = serial(
-        Conv(channels, 3, stride=stride, padding="SAME", impl=impl), BatchNorm(), Relu(),
-        Conv(channels, 3, padding="SAME", impl=impl), BatchNorm(),
+        Conv(channels, 3, stride=stride, padding="SAME", impl=impl, bias=False), BatchNorm(), Relu(),
+        Conv(channels, 3, padding="SAME", impl=impl, bias=False), BatchNorm(),
     )
-    shortcut = serial(Conv(channels, 1, stride=stride, impl=impl), BatchNorm()) if project else None
-    return serial(residual(block, shortcut), Relu())
+    shortcut = serial(Conv(channels, 1, stride=stride, impl=impl, bias=False), BatchNorm()) if project else None
+    name = f"BasicBlock{channels}" + (f"/{stride}+projection" if project else "")
+    return serial(residual(block, shortcut, name=name), Relu())
 
 
 def resnet(num_classes: int = 10, *, blocks_per_stage: int = 3, channels=(16, 32, 64), impl: str = "auto"):
     """A ResNet for 28×28×1 inputs (ResNet-20 with the defaults: 6·3 + 2 weighted layers).
 
-    3×3 stem conv (16) → BN → ReLU; three stages of ``blocks_per_stage`` basic blocks
+    3×3 stem conv (16, no bias) → BN → ReLU; three stages of ``blocks_per_stage`` basic blocks
     (:func:`basic_block`) with 16, 32, 64 channels, stride 2 and a 1×1 conv + BN projection
     shortcut at the start of the second and third stages; global average pool → Dense 10.
     Needs state (the running statistics of its batch normalisations).
     """
     if not isinstance(blocks_per_stage, int) or isinstance(blocks_per_stage, bool) or blocks_per_stage < 1:
         raise ValueError(f"blocks_per_stage must be a positive int, got {blocks_per_stage!r}")
-    layers = [Conv(channels[0], 3, padding="SAME", impl=impl), BatchNorm(), Relu()]
+    layers = [Conv(channels[0], 3, padding="SAME", impl=impl, bias=False), BatchNorm(), Relu()]
     for stage, width in enumerate(channels):
         for index in range(blocks_per_stage):
             stride = 2 if stage > 0 and index == 0 else 1

@@ -61,14 +61,18 @@ def _formula(params, factors: Sequence[int]) -> str:
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         return ""
-    w = params["w"] if isinstance(params, dict) and set(params) == {"w", "b"} else None
+    w = params["w"] if isinstance(params, dict) and set(params) in ({"w", "b"}, {"w"}) else None
     if w is not None and len(w.shape) >= 3:  # convolution: (*window, C_in / groups, C_out)
         *window, depth, out = w.shape
+        if "b" not in params:
+            return f"{out}×{_product([*window, depth])}"
         return f"{out}×({_product([*window, depth])}+1)"
     if w is not None and len(w.shape) == 2:  # dense: (in, out)
         fan_in, out = w.shape
         flat = _product(factors) if math.prod(factors) == fan_in else str(fan_in)
         return f"{flat}×{out}+{out}"
+    if len(leaves) > 4:  # a composite layer (a residual block): its arrays' count, not each size
+        return f"{len(leaves)} arrays"
     return "+".join(str(_size(leaf)) for leaf in leaves)
 
 

@@ -63,6 +63,7 @@ class _State:
     depth = 0  # nesting of deferred sections
     pending = False  # a SIGINT arrived inside a deferred section
     message = None  # a callable returning the line to print, or None for DEFAULT_MESSAGE
+    cleanups = []  # callables exit_now runs first (e.g. releasing the work directory's lock)
 
 
 DEFAULT_MESSAGE = "jaxcnn: interrupted"
@@ -82,13 +83,30 @@ def set_message(line) -> None:
     _state.message = line if callable(line) or line is None else (lambda: line)
 
 
+def at_exit(cleanup):
+    """Registers ``cleanup()`` to run in :func:`exit_now` (newest first); returns a function that unregisters it."""
+    _state.cleanups.append(cleanup)
+
+    def forget():
+        if cleanup in _state.cleanups:
+            _state.cleanups.remove(cleanup)
+
+    return forget
+
+
 def exit_now(line: str, status: int = INTERRUPTED) -> None:
-    """Flushes stdout and stderr, writes ``line`` to stderr and ends the process with ``os._exit(status)``.
+    """Runs the :func:`at_exit` clean-ups, flushes stdout and stderr, writes ``line`` to stderr and ends
+    the process with ``os._exit(status)``.
 
     Used where unwinding is unsafe: an interrupt, or a start-up that left a jax
     thread blocked in C++ (see ``parallel.initialize``). A terminal gets a
     newline first, so the line does not land after a progress bar or ``^C``.
     """
+    for cleanup in reversed(list(_state.cleanups)):
+        try:
+            cleanup()
+        except Exception:  # pylint: disable=broad-except  # best effort: the exit must happen
+            pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

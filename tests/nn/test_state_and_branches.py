@@ -214,20 +214,20 @@ def test_resnet_structure_and_parameter_count():
 
     params, state = jax.eval_shape(init, jax.random.key(0))
     assert shapes == [(-1, 10)]
-    # stem 3·3·1·16+16 and BN 2·16; stage 1: 3 × (2 × (3·3·16·16+16) + 2·2·16); stage 2 and 3 start with
-    # a stride-2 block with a 1×1 projection + BN; dense 64·10+10 (ResNet-20: about 0.27 M params).
-    stem = 160 + 32
-    stage1 = 3 * (2 * 2320 + 64)
-    stage2 = (4640 + 9248 + 128 + 544 + 64) + 2 * (2 * 9248 + 128)
-    stage3 = (18496 + 36928 + 256 + 2112 + 128) + 2 * (2 * 36928 + 256)
-    assert jaxcnn.param_count(params) == stem + stage1 + stage2 + stage3 + 650 == 272_970
+    # stem 3·3·1·16 (no bias before a BatchNorm) and BN 2·16; stage 1: 3 × (2 × 3·3·16·16 + 2·2·16); stages
+    # 2 and 3 start with a stride-2 block with a 1×1 projection + BN; dense 64·10+10 (ResNet-20: ~0.27 M params).
+    stem = 144 + 32
+    stage1 = 3 * (2 * 2304 + 64)
+    stage2 = (4608 + 9216 + 128 + 512 + 64) + 2 * (2 * 9216 + 128)
+    stage3 = (18432 + 36864 + 256 + 2048 + 128) + 2 * (2 * 36864 + 256)
+    assert jaxcnn.param_count(params) == stem + stage1 + stage2 + stage3 + 650 == 272_186
     # running statistics: mean and var for each of the 1 + 2·9 + 2 = 21 BatchNorms
     assert len(jax.tree.leaves(state)) == 2 * 21
     assert jaxcnn.param_count(state) == 2 * (16 + 6 * 16 + 6 * 32 + 32 + 6 * 64 + 64)
     with pytest.raises(ValueError, match="blocks_per_stage"):
         models.resnet(blocks_per_stage=0)
     small = models.resnet(blocks_per_stage=1)
-    assert jaxcnn.param_count(jax.eval_shape(lambda k: small.init(k, models.MNIST_SHAPE)[1], jax.random.key(0))) < 272_970
+    assert jaxcnn.param_count(jax.eval_shape(lambda k: small.init(k, models.MNIST_SHAPE)[1], jax.random.key(0))) < 272_186
 
 
 def test_resnet_three_modes_agree_in_float64(x64):

@@ -105,7 +105,15 @@ def test_nested_serial_and_groups():
 
 def test_summarize_named_rejects_unknown_models():
     with pytest.raises(ValueError, match="model must be one of"):
-        summarize_named("resnet")
+        summarize_named("resnet50")
+
+
+def test_resnet_summary_counts_and_total():
+    lines = summarize_named("resnet").splitlines()
+    assert lines[-1].split() == ["total", "272,186"]
+    rows = {line.split()[0]: line.split() for line in lines[2:-2]}
+    assert rows["BasicBlock32/2+projection"][1:3] == ["14×14×32", "14,528"]
+    assert rows["GlobalAvgPool"][1:3] == ["64", "0"]
 
 
 def test_other_parameter_layers_use_the_sum_of_sizes():

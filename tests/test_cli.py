@@ -169,6 +169,19 @@ def test_check_grads_prints_small_differences_for_every_parameter(capsys):
     assert out.splitlines()[-1].endswith(": ok")
 
 
+@pytest.mark.parametrize("model, batch", [("classic-dropout", 8), pytest.param("resnet", 4, marks=pytest.mark.slow)])
+def test_check_grads_float64_in_training_mode(capsys, model, batch):
+    """Dropout active with one fixed key, BatchNorm on batch statistics: the modes agree to 1e-10 in float64."""
+    code, out, _ = _run(capsys, "check-grads", "--model", model, "--dtype", "float64", "--batch", str(batch))
+    last = out.splitlines()[-1]
+    assert code == 0 and last.endswith("(tolerance 1e-10): ok"), last
+    assert float(last.split()[3]) <= 1e-10
+    rows = [line.split() for line in out.splitlines()[1:-1]]
+    # classic-dropout: 4 layers with w and b; resnet: stem w + BN (3), 7 blocks of 2 × (w + BN) and 2 with a
+    # projection w + BN more (7·6 + 2·9), dense w and b
+    assert len(rows) == {"classic-dropout": 8, "resnet": 3 + 7 * 6 + 2 * 9 + 2}[model]
+
+
 def test_summary_prints_the_parameter_count(capsys):
     code, out, _ = _run(capsys, "summary", "classic")
     assert code == 0 and "1,199,882" in out

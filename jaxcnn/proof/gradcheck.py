@@ -146,7 +146,13 @@ def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto
             top = getattr(path[0], "idx", 0) if path else 0
             rows.append(Row(top, _layer_name(model, path), _path_name(path[1:]), tuple(reference.shape),
                             *manual, *backprop))
-    return rows
+    # within one layer (or sub-layer), the kernel ``w`` first, then the rest in name order
+    return sorted(rows, key=lambda row: (row.layer, *_kernel_first(row.param)))
+
+
+def _kernel_first(param: str):
+    prefix, _, last = param.rpartition("/")
+    return prefix, last != "w", last
 
 
 def format_rows(rows: List[Row]) -> str:

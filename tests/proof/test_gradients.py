@@ -9,6 +9,7 @@ import pytest
 
 import jaxcnn
 from jaxcnn.nn import layers as L
+from jaxcnn.nn import layers, models
 from jaxcnn import loss_and_grad, softmax_binary_cross_entropy
 from oracles import assert_close
 
@@ -88,6 +89,26 @@ def test_backprop_uses_no_autodiff(monkeypatch):
         monkeypatch.setattr(jax, name, forbidden)
     value, grads = jax.jit(lambda p: loss_and_grad(model, p, x, labels, mode="backprop"))(params)
     assert np.isfinite(float(value)) and len(grads) == len(params)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_backprop_uses_no_autodiff_in_any_model(monkeypatch, name):
+    """Every named model, with its state and dropout key (resnet, classic-dropout) included, traces its
+    explicit sweep with jax.grad, jax.vjp and custom_vjp unavailable."""
+    model = models.get_model(name)
+    shape = (-1, 128, 1) if name == "sequence" else models.MNIST_SHAPE
+    _, params, state = layers.init_with_state(model, jax.random.key(0), shape)
+    x, labels = jnp.ones((2, *shape[1:])), jnp.array([1, 2])
+    kwargs = dict(state=state if "state" in model.needs else None,
+                  key=jax.random.key(1) if "key" in model.needs else None)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("autodiff used inside backprop")
+
+    for attribute in ("grad", "vjp", "value_and_grad", "custom_vjp", "linearize", "jvp"):
+        monkeypatch.setattr(jax, attribute, forbidden)
+    out = jax.eval_shape(lambda p: loss_and_grad(model, p, x, labels, mode="backprop", **kwargs), params)
+    assert jax.tree.structure(out[1]) == jax.tree.structure(params)
 
 
 def test_manual_mode_uses_the_hand_rules():

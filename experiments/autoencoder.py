@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python experiments/autoencoder.py --out results/autoencoder
 
-Encoder: Conv 3×3/2 (16) → ReLU → Conv 3×3/2 (32) → ReLU (28×28×1 → 7×7×32); decoder:
+Encoder: Conv 3×3/2 (16) → ReLU → Conv 3×3/2 (4) → ReLU (28×28×1 → a 7×7×4 code, 196 numbers for
+784 pixels); decoder:
 ConvTranspose 3×3/2 (16) → ReLU → ConvTranspose 3×3/2 (1) → Sigmoid (back to 28×28×1). The loss
 is :func:`jaxcnn.ops.losses.mean_squared_error` of the reconstruction against the input, whose
 hand rule starts the explicit sweep in ``mode="backprop"``. The same init is trained with
@@ -33,7 +34,7 @@ def autoencoder():
     """The Conv/ConvTranspose autoencoder of this experiment (``SAME`` padding: 28 → 14 → 7 → 14 → 28)."""
     return L.serial(
         L.Conv(16, 3, stride=2, padding="SAME"), L.Relu(),
-        L.Conv(32, 3, stride=2, padding="SAME"), L.Relu(),
+        L.Conv(4, 3, stride=2, padding="SAME"), L.Relu(),
         L.ConvTranspose(16, 3, stride=2, padding="SAME"), L.Relu(),
         L.ConvTranspose(1, 3, stride=2, padding="SAME"), L.Sigmoid(),
     )

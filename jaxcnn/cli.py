@@ -297,7 +297,8 @@ def _check_grads(args) -> int:
     try:
         images, labels = data.load(data.SAMPLE_NAME, "test")
         rows = gradcheck.compare_modes(images, labels, args.model, args.impl, batch=args.batch, seed=args.seed,
-                                       dtype=args.dtype, progress=_grads_progress(args.batch, gradcheck.CHUNK))
+                                       dtype=args.dtype, chunk=gradcheck.CHUNK,
+                                       progress=_grads_progress(args.batch, gradcheck.CHUNK))
     except ValueError as error:
         raise CliError(error) from error
     print(gradcheck.format_rows(rows))

@@ -54,3 +54,17 @@ def test_edge_detection_writes_png_grid(tmp_path):
     assert len(record["labels"]) == 2 and len(set(record["labels"])) == 2
     assert record["shapes"] == {"conv": [2, 28, 28, 4], "relu": [2, 28, 28, 4], "pool": [2, 14, 14, 4]}
     assert all(0 < fraction < 0.5 for fraction in record["relu_active_fraction"].values())
+
+
+def test_autoencoder_trains_in_three_modes_and_draws_reconstructions(tmp_path):
+    stdout = _run("autoencoder.py", "--out", tmp_path, "--epochs", 2, "--train-limit", 500, "--test-limit", 100)
+    record = json.loads((tmp_path / "autoencoder.json").read_text())
+    assert set(record["modes"]) == {"autodiff", "manual", "backprop"}
+    for mode, result in record["modes"].items():
+        curve = [point["test_mse"] for point in result["curve"]]
+        assert len(curve) == 2 and curve[1] < curve[0] < 0.25, (mode, curve)  # it learns
+        assert abs(result["test_mse"] - record["modes"]["autodiff"]["test_mse"]) < 1e-4, mode
+        assert result["max_param_diff_vs_autodiff"] < 1e-3, mode
+    png = (tmp_path / "reconstructions.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 5_000
+    assert "backprop" in stdout

@@ -13,7 +13,7 @@ and backprop: same init, same batches, only the order of the floating-point oper
   after each epoch, for manual and backprop, per dtype (log scale);
 - ``compare-gradients.json``: every number drawn, and a summary.
 
-``--quick`` is a small run for the tests (the sequence net, 500 digits, 2 epochs).
+``--quick`` is a small run for the tests (the sequence net, 200 digits, 2 epochs).
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ def parse_args(argv=None):
     parser.add_argument("--train-limit", type=int, help="train on this many digits (default all 5,000)")
     parser.add_argument("--test-limit", type=int, default=2000, help="test digits evaluated at the end")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a small run: sequence net, 500 digits, 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="a small run: sequence net, 200 digits, 2 epochs")
     return parser.parse_args(argv)
 
 
 def config_of(args) -> TrainConfig:
     if args.quick:
-        return TrainConfig(model="sequence", dataset=args.dataset, epochs=2, batch_size=50, train_limit=500,
-                           test_limit=500, optimizer=args.optimizer, augment=args.augment, seed=args.seed)
+        return TrainConfig(model="sequence", dataset=args.dataset, epochs=2, batch_size=50, train_limit=200,
+                           test_limit=200, optimizer=args.optimizer, augment=args.augment, seed=args.seed)
     return TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                        train_limit=args.train_limit, test_limit=args.test_limit, optimizer=args.optimizer,
                        augment=args.augment, seed=args.seed)

@@ -39,6 +39,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/winograd_bench", help="output directory")
     parser.add_argument("--layer", choices=LAYERS, default="conv2", help="layer shape (3×3, VALID)")
+    parser.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split(",")),
+                        help="H,W,C_in,C_out instead of --layer")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=21, help="interleaved timing rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
@@ -103,7 +105,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    height, width, cin, cout = LAYERS[args.layer]
+    height, width, cin, cout = args.shape or LAYERS[args.layer]
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(keys[0], (args.batch, height, width, cin), jnp.float32)
     w = jax.random.normal(keys[1], (3, 3, cin, cout), jnp.float32) / (3 * cin**0.5)

@@ -351,7 +351,14 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     with 4 groups (XLA:CPU's own convolution is slow, above all for its
     gradients). Its forward alone is slower than ``lax`` once ``C_in`` is large
     (conv2: 0.7×); ``"auto"`` optimises the training step. ``"fft"`` is never
-    chosen: it only pays for kernels far larger than those measured. Every
+    chosen: it only pays for kernels far larger than those measured.
+    ``"winograd"`` is never chosen either, though its hand rule's fwd+bwd
+    measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers with 32–64
+    input channels (BENCHMARKS.md "Winograd"): ``jax.grad`` through its
+    forward (the default ``grad="autodiff"`` path) was 0.82× ``"explicit"``,
+    its programs compile about 4× longer (a train step well past the 3 s
+    target), it loses with 1–3 input channels, and F(4,3) costs a float32
+    digit. Every
     branch depends only on static shapes, the normalised config and the
     platform, so :func:`conv` and :func:`conv_backward` resolve a layer
     identically and the choice is fixed once per compilation.

@@ -20,7 +20,9 @@ the ``N·∏T`` tiles ``p`` and the channels ``i → o`` (per group). Tiles are 
 with strided slices (tile ``t`` of axis ``k`` starts at ``t·m``; neighbours
 overlap by 2), the transforms are unrolled sums of those slices with the
 matrices' constant coefficients (zeros skipped), and nothing here calls
-``lax.conv*``, forward or backward.
+``lax.conv*``, forward or backward. Batches whose transformed tiles exceed
+:data:`CHUNK_BYTES` run chunk by chunk (``lax.map``) so that ``V`` and ``M``
+stay in cache between the transforms and the GEMM.
 
 Which tile, and how accurate. F(4,3) needs 36/16 = 2.25 multiplications per
 output against im2col's 9 (4× fewer), F(2,3) 16/4 = 4 (2.25× fewer), but
@@ -32,23 +34,29 @@ over max |exact| against a float64 reference, N(0,1) ``x``, ``w``, ``ȳ``, batch
 ========================  ===========================  ===========================
 layer                     F(4×4, 3×3)                  F(2×2, 3×3)
 ========================  ===========================  ===========================
-26×26×32→64 VALID         2.8–3.5e-6 / 4.8–6.6e-6 /    2.4–2.7e-7 / 2.8–3.1e-7 /
-                          4.9–7.2e-6                   0.8–1.0e-6
+26×26×32→64 VALID         4.3–5.5e-6 / 3.5–5.2e-6 /    2.4–2.7e-7 / 2.5–2.9e-7 /
+                          7.1–8.1e-6                   5.6–6.7e-7
 16×16×64→128 SAME         6.2–6.5e-6 / 6.9–9.9e-6 /    3.6–4.5e-7 / 5.1–5.8e-7 /
-                          6.3–6.7e-6                   1.0–1.2e-6
+                          6.3–6.7e-6                   6.2e-7
 ========================  ===========================  ===========================
 
-against 6.6–9.2e-7 / 1.6–1.7e-7 / 3.5–3.6e-7 for ``impl="explicit"`` (im2col)
+against 6.6–9.2e-7 / 1.6–2.9e-7 / 3.3–3.6e-7 for ``impl="explicit"`` (im2col)
 and up to 2.5e-6 for ``impl="lax"``'s ``dw`` on the same layers: F(4,3) loses
 about one decimal digit, F(2,3) none that matters. So the float32 tests
 (``tests/ops/test_winograd.py``) compare F(4,3) against ``impl="lax"`` with
 ``rtol=5e-5`` (5× the suite's usual float32 ``1e-5`` for conv: the worst
 F(4,3) error seen, 1e-5, plus lax's own 2.5e-6, with a 4× margin) and F(2,3)
-with ``rtol=1e-5``, and bound the error against float64 by 2e-5 (F(4,3)) and
-3e-6 (F(2,3)), about 2× the worst measured. :func:`choose_tile` takes F(2,3)
-where F(4,3)'s error would matter, for 16-bit floats (3 significant digits),
-and where every output axis is ≤ 2 long (F(4,3)'s whole tiles would compute
-mostly padding); F(4,3) everywhere else.
+with ``rtol=1e-5``, and bound the error against float64 by 2e-5 (F(4,3), 2×
+the worst measured) and 3e-6 (F(2,3), whose worst was 6.7e-7).
+:func:`choose_tile` takes F(2,3) where F(4,3)'s error would matter, for 16-bit
+floats (3 significant digits), and where every output axis is ≤ 2 long
+(F(4,3)'s whole tiles would compute mostly padding); F(4,3) everywhere else.
+Speed (``experiments/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
+2-core CPU the F(4,3) forward + hand rule beat im2col by about 3× on
+26×26×32→64 at batch 128 and lost with 1–3 input channels; ``jax.grad`` of
+the forward is slower than the hand rule (the adjoints of strided slices and
+of the chunk loop), and compiling takes about 4× longer, so ``impl="auto"``
+does not pick it (:func:`jaxcnn.ops.conv.resolve_impl`).
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``
@@ -63,6 +71,7 @@ module imports nothing from :mod:`jaxcnn.ops.conv` (which dispatches to it).
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple, Sequence, Tuple
 
 import jax.numpy as jnp
@@ -313,8 +322,38 @@ def _tiling(out, pairs, m):
     return tiles, tuple((lo, hi + t * m - n) for (lo, hi), t, n in zip(pairs, tiles, out))
 
 
+#: The transformed tiles of one batch chunk (``V`` and ``M``, ``α^R·∏T·(C_in + C_out)``
+#: numbers per example) should fit in about this many bytes, i.e. stay in cache between
+#: the transforms and the GEMM; larger batches are processed chunk by chunk (``lax.map``).
+#: On the 26×26×32→64 layer at batch 128 this made the forward 2.2× faster (2-core EPYC).
+CHUNK_BYTES = 2**23
+
+
+def _batch_chunk(batch, tiles, alpha, channels, itemsize) -> int:
+    """Examples per chunk: as many as fit in :data:`CHUNK_BYTES`, at least 1."""
+    per_example = alpha ** len(tiles) * math.prod(tiles) * channels * itemsize
+    return max(1, min(batch, CHUNK_BYTES // per_example))
+
+
+def _map_chunks(fn, chunk, *arrays):
+    """``fn`` on consecutive batch chunks of ``arrays`` (zero-padded to whole chunks), stacked.
+
+    Returns:
+      ``fn``'s outputs with a leading chunk axis, ``(⌈batch / chunk⌉, ...)``.
+    """
+    batch = arrays[0].shape[0]
+    if chunk >= batch:
+        return fn(*arrays)[None]
+    count = -(-batch // chunk)
+    pad = lambda a: jnp.pad(a, [(0, count * chunk - batch)] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
+    chunks = [pad(a).reshape(count, chunk, *a.shape[1:]) for a in arrays]
+    return lax.map(lambda parts: fn(*parts), chunks)
+
+
 def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
     """Stride-1 correlation of ``x`` (padded by ``pairs``) with a transformed kernel ``u``.
+
+    Batches larger than :func:`_batch_chunk` run chunk by chunk (the result is the same).
 
     Args:
       x: ``(batch, *spatial, C)``.
@@ -329,11 +368,17 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
     rank, m = x.ndim - 2, transforms.tile
     out = _out_spatial(x.shape, pairs)
     tiles, grown = _tiling(out, pairs, m)
-    v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
-    product = _positions_gemm(kind, v.reshape(v.shape[0], -1, v.shape[-1]),
-                              u.reshape(v.shape[0], *u.shape[rank:]), groups)
-    y = _untile_transform(product.reshape(*v.shape[:-1], -1), transforms.output, rank)
-    return y[(slice(None), *(slice(0, n) for n in out))]
+    u = u.reshape(-1, *u.shape[rank:])
+
+    def correlate(x):
+        v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
+        product = _positions_gemm(kind, v.reshape(v.shape[0], -1, v.shape[-1]), u, groups)
+        y = _untile_transform(product.reshape(*v.shape[:-1], -1), transforms.output, rank)
+        return y[(slice(None), *(slice(0, n) for n in out))]
+
+    chunk = _batch_chunk(x.shape[0], tiles, m + 2, u.shape[-2] * groups + u.shape[-1], x.dtype.itemsize)
+    y = _map_chunks(correlate, chunk, x)
+    return y.reshape(-1, *y.shape[2:])[: x.shape[0]]
 
 
 def winograd_forward(x, w, config, *, tile=None):
@@ -413,13 +458,17 @@ def winograd_backward(dy, x, w, config, *, tile=None):
     rotated = _kernel_transform(w, _reversed_columns(transforms.kernel))
     dx = _correlate(dy, rotated, full, groups, transforms, kind="input_grad")
 
-    m = transforms.tile
+    m, alpha = transforms.tile, len(transforms.input)
     tiles, grown = _tiling(out, config.pairs, m)
-    v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
-    dy_whole = patches_lib.pad_spatial(dy, tuple((0, t * m - n) for t, n in zip(tiles, out)))
-    dm = _tile_transform(dy_whole, _transposed(transforms.output), tiles, m)
-    du = _positions_gemm("kernel_grad", v.reshape(v.shape[0], -1, v.shape[-1]),
-                         dm.reshape(dm.shape[0], -1, dm.shape[-1]), groups)
-    alpha = len(transforms.input)
+
+    def kernel_grad(x, dy):  # Ū of one batch chunk
+        v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
+        dy_whole = patches_lib.pad_spatial(dy, tuple((0, t * m - n) for t, n in zip(tiles, out)))
+        dm = _tile_transform(dy_whole, _transposed(transforms.output), tiles, m)
+        return _positions_gemm("kernel_grad", v.reshape(v.shape[0], -1, v.shape[-1]),
+                               dm.reshape(dm.shape[0], -1, dm.shape[-1]), groups)
+
+    chunk = _batch_chunk(x.shape[0], tiles, alpha, x.shape[-1] + dy.shape[-1], x.dtype.itemsize)
+    du = jnp.sum(_map_chunks(kernel_grad, chunk, x, dy), axis=0)
     dw = _kernel_transform(du.reshape(*(alpha,) * rank, *du.shape[1:]), _transposed(transforms.kernel))
     return dx.astype(x.dtype), dw.astype(w.dtype)

@@ -585,7 +585,8 @@ def _check_fits(workdir, epoch: int, shapes: dict, like) -> None:
               for path, leaf in jax.tree_util.tree_flatten_with_path(like)[0]}
     if wanted == shapes:
         return
-    name = min(set(wanted) ^ set(shapes) or {n for n in wanted if wanted[n] != shapes[n]})
+    differing = set(wanted) ^ set(shapes) or {n for n in wanted if wanted[n] != shapes[n]}
+    name = min(differing, key=lambda n: (not n.startswith("params"), n))  # a parameter rather than its moments
     there = f"{shapes[name]}" if name in shapes else "absent"
     here = f"{wanted[name]}" if name in wanted else "absent"
     raise ValueError(f"checkpoint {epoch} in {pathlib.Path(workdir) / CHECKPOINT_DIR} does not fit this run's state "

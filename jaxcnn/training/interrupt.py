@@ -235,7 +235,7 @@ def deferring(function):
     return wrapper
 
 
-def wait_ready(tree, *, longest_sleep: float = 0.02):
+def wait_ready(tree, *, longest_sleep: float = 0.005):
     """Waits until every array of ``tree`` is computed, polling, so that an interrupt is handled at once.
 
     Blocking in XLA (``np.asarray`` of a result that is not ready) would hold the

@@ -231,7 +231,7 @@ def _resolve(x_shape, w_shape, platform, **options):
 def test_auto_decision_table():
     """The documented table of ``resolve_impl``, row by row."""
     classic = ((128, 26, 26, 32), (3, 3, 32, 64))
-    assert _resolve(*classic, "cpu") == "explicit"
+    assert _resolve(*classic, "cpu") == "explicit"  # not "winograd": see resolve_impl
     assert _resolve(*classic, "gpu") == "lax" and _resolve(*classic, "tpu") == "lax"
     assert _resolve((4, 9, 8, 4), (3, 3, 2, 6), "cpu", groups=2) == "explicit"
     assert _resolve((4, 9, 8, 4), (3, 3, 1, 8), "cpu", groups=4) == "lax"  # depthwise

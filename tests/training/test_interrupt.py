@@ -175,6 +175,17 @@ def test_main_in_process_returns_130_with_the_line_and_restores_the_handler(caps
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_the_train_line_switches_to_resume_once_the_run_exists(tmp_path):
+    """Before config.json is (re)written: the same command; after: --resume, with a multi-process run's flags."""
+    argv = ["train", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "1", "--workdir", "w"]
+    args = types.SimpleNamespace(argv=argv, resume=False, coordinator="h:1", num_processes=2, process_id=1)
+    line = cli._train_interrupted(args, tmp_path)  # pylint: disable=protected-access
+    assert line() == f"jaxcnn: interrupted; continue with: jaxcnn {shlex.join(argv)}"
+    checkpoint.save_config(tmp_path, {"model": "sequence"})
+    assert line() == (f"jaxcnn: interrupted; continue with: jaxcnn train --resume --workdir {tmp_path} "
+                      "--coordinator=h:1 --num-processes=2 --process-id=1")
+
+
 # ------------------------------------------------------------ real processes
 
 

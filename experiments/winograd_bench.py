@@ -5,11 +5,13 @@
 
 Times the forward and the forward+backward (a VJP with a fixed cotangent, the hand
 rule for every JAX impl) of ``impl="explicit"``, ``"lax"``, ``"winograd"`` with
-F(4×4, 3×3) and with F(2×2, 3×3), and PyTorch's ``conv2d`` in NCHW and in
-channels_last. Everything is compiled/warmed first, then timed in interleaved
-rounds (one call of each candidate per round), so load from other processes
-hits every candidate alike; medians and ratios to ``explicit`` are printed and
-written with the CPU model to ``DIR/winograd_bench.json``.
+F(4×4, 3×3) and with F(2×2, 3×3), ``jax.vjp`` of the explicit and F(4,3) forwards
+(``fwd+bwd autodiff``), and PyTorch's ``conv2d`` in NCHW and in channels_last.
+Everything is compiled first (compile seconds reported), then timed in
+interleaved rounds (one call of each candidate per round), so load from other
+processes hits every candidate alike; medians, speed-ups over ``explicit`` and
+``lax`` (``×explicit`` > 1: faster; the autodiff rows against the hand-rule
+rows) and the CPU model are printed and written to ``DIR/winograd_bench.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import time
 
 import jax
 import jax.numpy as jnp
@@ -58,20 +61,32 @@ def cpu_model() -> str:
 
 
 def jax_candidates(x, w, dy):
-    """``(impl, what) -> zero-argument call`` for the JAX impls and both Winograd tiles."""
+    """``(impl, what) -> zero-argument call`` and ``-> compile seconds`` for the JAX impls.
+
+    ``fwd+bwd`` is the hand rule (``grad="manual"``; for the forced tiles the
+    winograd pair wrapped by :func:`hand_rule`), ``fwd+bwd autodiff`` is
+    ``jax.vjp`` of the forward itself, the default training path.
+    """
     config = conv_lib.conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
     winograd = hand_rule(winograd_forward, winograd_backward)
     ops = {impl: (lambda x, w, impl=impl: conv_lib.conv(x, w, impl=impl, grad="manual"))
            for impl in ("explicit", "lax")}
     for tile in (4, 2):
         ops[f"winograd F({tile},3)"] = lambda x, w, tile=tile: winograd(x, w, config=config, tile=tile)
-    candidates = {}
+    programs = {}
     for name, op in ops.items():
-        forward = jax.jit(op)
-        both = jax.jit(lambda x, w, dy, op=op: jax.vjp(op, x, w)[1](dy))
-        candidates[(name, "forward")] = lambda f=forward: f(x, w)
-        candidates[(name, "fwd+bwd")] = lambda f=both: f(x, w, dy)
-    return candidates
+        programs[(name, "forward")] = (op, (x, w))
+        programs[(name, "fwd+bwd")] = (lambda x, w, dy, op=op: jax.vjp(op, x, w)[1](dy), (x, w, dy))
+    for name, op in (("explicit", lambda x, w: conv_lib.conv(x, w, impl="explicit")),
+                     ("winograd F(4,3)", lambda x, w: winograd_forward(x, w, config, tile=4))):
+        programs[(name, "fwd+bwd autodiff")] = (lambda x, w, dy, op=op: jax.vjp(op, x, w)[1](dy), (x, w, dy))
+    candidates, compile_seconds = {}, {}
+    for key, (fn, args) in programs.items():
+        start = time.perf_counter()
+        compiled = jax.jit(fn).lower(*args).compile()
+        compile_seconds[key] = time.perf_counter() - start
+        candidates[key] = lambda compiled=compiled, args=args: compiled(*args)
+    return candidates, compile_seconds
 
 
 def torch_candidates(x, w, dy):
@@ -110,7 +125,7 @@ def main(argv=None):
     x = jax.random.normal(keys[0], (args.batch, height, width, cin), jnp.float32)
     w = jax.random.normal(keys[1], (3, 3, cin, cout), jnp.float32) / (3 * cin**0.5)
     dy = jax.random.normal(keys[2], (args.batch, height - 2, width - 2, cout), jnp.float32)
-    candidates = jax_candidates(x, w, dy)
+    candidates, compile_seconds = jax_candidates(x, w, dy)
     torch_info = None
     if not args.no_torch:
         peers, version, threads = torch_candidates(x, w, dy)
@@ -123,10 +138,11 @@ def main(argv=None):
     flops = 2 * args.batch * (height - 2) * (width - 2) * 9 * cin * cout  # direct forward
     rows = []
     for (name, what), seconds in medians.items():
-        reference = medians[("explicit", what)]
+        reference = medians[("explicit", "forward" if what == "forward" else "fwd+bwd")]
         rows.append(dict(impl=name, what=what, ms=1e3 * seconds, vs_explicit=reference / seconds,
-                         vs_lax=medians[("lax", what)] / seconds,
-                         direct_gflops_per_second=(flops if what == "forward" else 3 * flops) / seconds / 1e9))
+                         vs_lax=medians[("lax", "forward" if what == "forward" else "fwd+bwd")] / seconds,
+                         direct_gflops_per_second=(flops if what == "forward" else 3 * flops) / seconds / 1e9,
+                         compile_seconds=compile_seconds.get((name, what))))
     header = dict(layer=f"{height}x{width}x{cin}->{cout} 3x3 VALID", batch=args.batch, rounds=args.rounds,
                   cpu=cpu_model(), cores=os.cpu_count(), jax=jax.__version__, torch=torch_info,
                   load_average_before=load_before, load_average_after=load_after)
@@ -134,10 +150,12 @@ def main(argv=None):
     print(f"CPU: {header['cpu']} ({header['cores']} cores), load average {load_before[0]:.2f} -> {load_after[0]:.2f}")
     if torch_info:
         print(f"PyTorch {torch_info['version']}, {torch_info['threads']} threads; jax {jax.__version__}")
-    print(f"\n{'impl':22s} {'what':8s} {'ms':>9s} {'×explicit':>10s} {'×lax':>7s} {'direct GFLOP/s':>15s}")
-    for r in sorted(rows, key=lambda r: (r["what"] != "forward", r["impl"])):
-        print(f"{r['impl']:22s} {r['what']:8s} {r['ms']:9.2f} {r['vs_explicit']:10.2f} {r['vs_lax']:7.2f} "
-              f"{r['direct_gflops_per_second']:15.1f}")
+    print(f"\n{'impl':20s} {'what':16s} {'ms':>8s} {'×explicit':>10s} {'×lax':>6s} {'direct GFLOP/s':>15s} "
+          f"{'compile s':>10s}")
+    for r in sorted(rows, key=lambda r: (r["what"], r["impl"])):
+        compile_s = "-" if r["compile_seconds"] is None else f"{r['compile_seconds']:.2f}"
+        print(f"{r['impl']:20s} {r['what']:16s} {r['ms']:8.2f} {r['vs_explicit']:10.2f} {r['vs_lax']:6.2f} "
+              f"{r['direct_gflops_per_second']:15.1f} {compile_s:>10s}")
     path = out / "winograd_bench.json"
     path.write_text(json.dumps(dict(header, rows=rows), indent=2))
     print(f"\nwrote {path}")

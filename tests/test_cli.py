@@ -52,7 +52,7 @@ BAD_ARGS = [
     (["train", "--lr", "fast"], "--lr"),
     (["train", "--weight-decay", "-1"], "--weight-decay"),
     (["train", "--seed", "-1"], "--seed"),
-    (["train", "--model", "resnet"], "--model"),
+    (["train", "--model", "resnet50"], "--model"),
     (["train", "--grad", "numeric"], "--grad"),
     (["train", "--impl", "cudnn"], "--impl"),
     (["train", "--optimizer", "lbfgs"], "--optimizer"),
@@ -64,7 +64,7 @@ BAD_ARGS = [
     (["train", "--dataset", "no_such_dataset_xyz"], "no such TFDS dataset"),
     (["train", "--resume"], "--resume needs --workdir"),
     (["eval"], "--workdir"),
-    (["summary", "resnet"], "model must be one of"),
+    (["summary", "resnet50"], "model must be one of"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
 ]

@@ -84,3 +84,16 @@ def test_autoencoder_trains_in_three_modes_and_draws_reconstructions(tmp_path):
     png = (tmp_path / "reconstructions.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 5_000
     assert "backprop" in stdout
+
+
+def test_winograd_bench_writes_every_candidate(tmp_path):
+    stdout = _run("winograd_bench.py", "--out", tmp_path, "--layer", "conv1", "--batch", 2, "--rounds", 1,
+                  "--no-torch")
+    record = json.loads((tmp_path / "winograd_bench.json").read_text())
+    assert str(tmp_path / "winograd_bench.json") in stdout and "model name" not in record["cpu"]
+    rows = {(r["impl"], r["what"]): r for r in record["rows"]}
+    impls = ("explicit", "lax", "winograd F(4,3)", "winograd F(2,3)")
+    assert set(rows) == {(i, w) for i in impls for w in ("forward", "fwd+bwd")} | {
+        ("explicit", "fwd+bwd autodiff"), ("winograd F(4,3)", "fwd+bwd autodiff")}
+    assert rows[("explicit", "forward")]["vs_explicit"] == 1.0
+    assert all(0 < r["ms"] < 10_000 and r["compile_seconds"] > 0 for r in rows.values())

@@ -281,7 +281,7 @@ CLI_CASES = [
     ("train-limit 0", lambda root: ["--train-limit", "0"], ["--train-limit", "positive int"]),
     ("unknown dataset", lambda root: ["--dataset", "no_such_dataset_xyz"],
      ["no such TFDS dataset", "no_such_dataset_xyz", "mnist-sample", "idx:DIR"]),
-    ("unknown model", lambda root: ["--model", "resnet"], ["--model", "'resnet'", "'classic'"]),
+    ("unknown model", lambda root: ["--model", "resnet50"], ["--model", "'resnet50'", "'classic'"]),
     ("unknown grad", lambda root: ["--grad", "numeric"], ["--grad", "'numeric'", "'backprop'"]),
     ("unknown impl", lambda root: ["--impl", "cudnn"], ["--impl", "'cudnn'", "'winograd'"]),
     ("unknown optimizer", lambda root: ["--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'", "'adamw'"]),

@@ -299,7 +299,7 @@ def _positions_gemm(kind, a, b, groups):
     """
     if groups == 1:  # without the size-1 group axis: XLA:CPU ran that einsum ~5× slower
         return jnp.einsum(_SUBSCRIPTS[kind].replace("g", ""), a, b)
-    split = lambda a: a.reshape(*a.shape[:-1], groups, a.shape[-1] // groups)  # noqa: E731
+    split = lambda a: a.reshape(*a.shape[:-1], groups, a.shape[-1] // groups)
     result = jnp.einsum(_SUBSCRIPTS[kind], split(a), split(b))
     return result.reshape(*result.shape[:-2], -1)
 
@@ -345,7 +345,7 @@ def _map_chunks(fn, chunk, *arrays):
     if chunk >= batch:
         return fn(*arrays)[None]
     count = -(-batch // chunk)
-    pad = lambda a: jnp.pad(a, [(0, count * chunk - batch)] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
+    pad = lambda a: jnp.pad(a, [(0, count * chunk - batch)] + [(0, 0)] * (a.ndim - 1))
     chunks = [pad(a).reshape(count, chunk, *a.shape[1:]) for a in arrays]
     return lax.map(lambda parts: fn(*parts), chunks)
 

@@ -56,14 +56,15 @@ PAUSE_SECONDS = 3.0
 COMMAND_NAMES = ("jaxcnn", "jaxcnn.exe", "jaxcnn-script.py")
 
 
-class _State:
-    installed = False  # our handler is SIGINT's handler
-    hard_exit = True  # exit the process (the command) rather than raise KeyboardInterrupt
-    command = False  # this process is the jaxcnn command (install_if_command saw it)
-    depth = 0  # nesting of deferred sections
-    pending = False  # a SIGINT arrived inside a deferred section
-    message = None  # a callable returning the line to print, or None for DEFAULT_MESSAGE
-    cleanups = []  # callables exit_now runs first (e.g. releasing the work directory's lock)
+class _State:  # pylint: disable=too-few-public-methods
+    def __init__(self):
+        self.installed = False  # our handler is SIGINT's handler
+        self.hard_exit = True  # exit the process (the command) rather than raise KeyboardInterrupt
+        self.command = False  # this process is the jaxcnn command (install_if_command saw it)
+        self.depth = 0  # nesting of deferred sections
+        self.pending = False  # a SIGINT arrived inside a deferred section
+        self.message = None  # a callable returning the line to print, or None for DEFAULT_MESSAGE
+        self.cleanups = []  # callables exit_now runs first (e.g. releasing the work directory's lock)
 
 
 DEFAULT_MESSAGE = "jaxcnn: interrupted"

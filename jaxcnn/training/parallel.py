@@ -283,7 +283,7 @@ def _join(cluster: Cluster, deadline: float, timeout: float, notice) -> None:
         what = f"{what} to join the coordinator {where}"
     else:
         what = f"all {count or 'the'} processes to join the run {where}"
-    jax_timeout = int(math.ceil(max(deadline - time.monotonic(), 0))) + JAX_TIMEOUT_GRACE
+    jax_timeout = math.ceil(max(deadline - time.monotonic(), 0)) + JAX_TIMEOUT_GRACE
     notices = _Notices(notice, what, deadline)
     try:
         _bounded(lambda: jax.distributed.initialize(address, count, index, initialization_timeout=jax_timeout),

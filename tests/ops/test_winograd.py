@@ -73,8 +73,8 @@ def winograd_cases(draw):
 def _everything(x, w, b, dy, options, tile):
     """lax's forward and VJP (the oracles) and winograd's: chosen tile, forced tile, hand rule, autodiff."""
     config = _config(x.shape, w.shape, **options)
-    lax_conv = lambda *a: conv(*a, impl="lax", **options)  # noqa: E731
-    wino = lambda *a, grad="autodiff": conv(*a, impl="winograd", grad=grad, **options)  # noqa: E731
+    lax_conv = lambda *a: conv(*a, impl="lax", **options)
+    wino = lambda *a, grad="autodiff": conv(*a, impl="winograd", grad=grad, **options)
     return dict(
         forward=(lax_conv(x, w, b), wino(x, w, b), TILED(x, w, config=config, tile=tile) + b),
         expected=vjp(lax_conv, (x, w, b), dy),
@@ -145,7 +145,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
     options = dict(padding="SAME", groups=x_shape[-1] // w_shape[-2], impl="winograd")
 
     def input_grad_norm(w, grad):
-        loss = lambda x: jnp.sum(jnp.tanh(conv(x, w, b, grad=grad, **options)))  # noqa: E731
+        loss = lambda x: jnp.sum(jnp.tanh(conv(x, w, b, grad=grad, **options)))
         return jnp.sum(jax.grad(loss)(x) ** 2)
 
     second = jax.jit(jax.grad(input_grad_norm), static_argnums=1)
@@ -157,7 +157,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
 @pytest.mark.parametrize("tile", winograd.TILES)
 def test_batch_chunks_give_the_same_result(x64, monkeypatch, tile):
     """Batches above the chunk budget run chunk by chunk (lax.map), zero-padded to whole chunks."""
-    x, w, b = conv_arrays((5, 7, 6, 4), (3, 3, 2, 6), 8, jnp.float64)
+    x, w, _ = conv_arrays((5, 7, 6, 4), (3, 3, 2, 6), 8, jnp.float64)
     options = dict(padding=[(2, 0), (1, 3)], groups=2)
     config = _config(x.shape, w.shape, **options)
     dy = jnp.asarray(np.random.default_rng(9).normal(size=conv(x, w, impl="lax", **options).shape))
@@ -195,7 +195,7 @@ def _primitives(jaxpr):
 @pytest.mark.parametrize("x_shape,w_shape,groups", [((2, 8, 7, 4), (3, 3, 2, 6), 2), ((2, 9, 3), (3, 3, 2), 1)])
 def test_no_conv_primitive_in_forward_vjp_or_second_derivative(grad, x_shape, w_shape, groups):
     x, w, b = conv_arrays(x_shape, w_shape, 0, jnp.float32)
-    f = lambda x, w, b: conv(x, w, b, padding="SAME", groups=groups, impl="winograd", grad=grad)  # noqa: E731
+    f = lambda x, w, b: conv(x, w, b, padding="SAME", groups=groups, impl="winograd", grad=grad)
     dy = f(x, w, b)
     programs = {
         "forward": jax.make_jaxpr(f)(x, w, b),

@@ -22,7 +22,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 import types
 
@@ -170,7 +169,7 @@ def test_main_in_process_returns_130_with_the_line_and_restores_the_handler(caps
     monkeypatch.setattr(train, "prepare", interrupted_prepare)
     argv = ["train", "--model", "sequence", "--workdir", str(tmp_path / "run")]
     assert cli.main(argv) == cli.INTERRUPTED
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert err == f"jaxcnn: interrupted; continue with: jaxcnn {shlex.join(argv)}\n", err
     assert signal.getsignal(signal.SIGINT) is before
 
@@ -279,7 +278,8 @@ def test_an_interrupted_run_exits_130_with_one_line(interrupted, name):
     line = _assert_interrupted(result, "jaxcnn: interrupted; continue with: jaxcnn train ")
     assert result.latency < 30, result.latency  # handled at once, or when a compile call returns
     if name in ("mid-epoch", "save"):
-        assert line == f"jaxcnn: interrupted; continue with: jaxcnn train --resume --workdir {interrupted.workdir[name]}"
+        resume = f"jaxcnn train --resume --workdir {interrupted.workdir[name]}"
+        assert line == f"jaxcnn: interrupted; continue with: {resume}"
 
 
 @pytest.mark.slow

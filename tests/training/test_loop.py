@@ -141,7 +141,7 @@ def test_resume_needs_a_checkpoint_and_the_same_config(runs, tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("model", "resnet"), ("grad", "numeric"), ("impl", "cudnn"), ("optimizer", "lbfgs"),
+    ("model", "resnet50"), ("grad", "numeric"), ("impl", "cudnn"), ("optimizer", "lbfgs"),
     ("schedule", "step"), ("augment", "mixup"), ("epochs", 0), ("batch_size", -1), ("batch_size", 2.5),
     ("lr", 0.0), ("lr", float("nan")), ("lr", float("inf")), ("weight_decay", -1.0), ("seed", -1),
     ("train_limit", 0), ("eval_batch_size", 0), ("steps_per_call", 0), ("dataset", ""), ("data_dir", 3),

@@ -150,7 +150,8 @@ def test_missing_flags_of_a_multi_process_run_are_named(monkeypatch):
     with pytest.raises(ValueError, match="needs --num-processes N and --process-id I; got only --coordinator=h:1"):
         parallel.check_cluster(parallel.Cluster(coordinator="h:1"))
     monkeypatch.setenv(parallel.COORDINATOR_ENV, "h:1")
-    with pytest.raises(ValueError, match=f"needs --process-id I; got only --num-processes=2, {parallel.COORDINATOR_ENV}=h:1"):
+    expected = f"needs --process-id I; got only --num-processes=2, {parallel.COORDINATOR_ENV}=h:1"
+    with pytest.raises(ValueError, match=expected):
         parallel.check_cluster(parallel.Cluster(num_processes=2))
     parallel.check_cluster(parallel.Cluster(num_processes=2, process_id=1))  # the variable names the coordinator
 
@@ -199,14 +200,15 @@ def test_process_0_refuses_a_coordinator_port_in_use():
             parallel.initialize(parallel.Cluster(f"127.0.0.1:{port}", 2, 0), timeout=5)
 
 
+@pytest.mark.slow
 def test_a_start_up_that_cannot_complete_gives_up_with_one_error_line(tmp_path):
     """Real processes, --init-timeout 3: process 1 with an unresolvable coordinator and with a closed
     loopback port, and process 0 of 2 whose peer never comes. Each says what it waits for, then gives
     up within the timeout plus a margin with one error line; no C++ fatal log, no traceback, no signal death."""
     cases = {
         "unresolvable": (["--coordinator=no-such-host.invalid:1234", "--process-id=1"],
-                         "waiting for the coordinator at no-such-host.invalid:1234 (process 0) to accept connections: "
-                         "cannot resolve the host name 'no-such-host.invalid'"),
+                         ("waiting for the coordinator at no-such-host.invalid:1234 (process 0) to accept "
+                          "connections: cannot resolve the host name 'no-such-host.invalid'")),
         "closed port": ([f"--coordinator=127.0.0.1:{_closed_port()}", "--process-id=1"],
                         "to accept connections: connection refused"),
         "no peer": ([f"--coordinator=127.0.0.1:{_free_port()}", "--process-id=0"],

@@ -25,6 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.training.bench import cpu_model
 from jaxcnn.ops import conv as conv_lib
 from jaxcnn.ops.hand_rule import hand_rule
 from jaxcnn.ops.winograd import winograd_backward, winograd_forward
@@ -48,16 +49,6 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=21, help="interleaved timing rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     return parser.parse_args(argv)
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def jax_candidates(x, w, dy):

@@ -315,6 +315,7 @@ def _check_supported(impl: str, w_shape, config: ConvConfig) -> None:
 #: ``"auto"`` falls back to ``"lax"`` when im2col's patch matrix would exceed
 #: this many elements (1 GiB of float32): the explicit impl materialises it.
 MAX_PATCH_ELEMENTS = 2**28
+PADDED_LAX_MIN_CHANNELS = 8
 
 
 def _platform(x) -> str:
@@ -341,6 +342,8 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     not ``cpu``  any (cuDNN / the TPU's convolution units; not measured)      ``"lax"``
     ``cpu``      patch matrix ``N·∏out·∏f·C_in > MAX_PATCH_ELEMENTS``         ``"lax"``
     ``cpu``      depthwise (``groups == C_in > 1``): a tie, 0.9–1.2×          ``"lax"``
+    ``cpu``      2-D, padded, stride 1, dilation 1, ``C_in >= 8`` (ResNet's   ``"lax"``
+                 3×3 ``SAME`` convs): lax 1.2–2.8× faster (below)
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
@@ -358,7 +361,15 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     forward (the default ``grad="autodiff"`` path) was 0.82× ``"explicit"``,
     its programs compile about 4× longer (a train step well past the 3 s
     target), it loses with 1–3 input channels, and F(4,3) costs a float32
-    digit. Every
+    digit. Padded 2-D convolutions with 8 or more input channels go to
+    ``lax``: XLA:CPU takes a much faster path for a padded convolution (its own
+    ``lax`` impl ran the 28×28×16→16 3×3 fwd+bwd in 37.6 ms ``SAME`` against
+    72.9 ms ``VALID``), while the explicit impl pays for the padded copy.
+    Measured fwd+bwd explicit/lax at batch 125 (``BENCHMARKS.md``, "ResNet's
+    convolutions", ``experiments/padded_conv_bench.py``): 3.15 (28×28×16→16
+    ``SAME``), 2.15 (14×14×32→32), 1.50 (7×7×64→64), 1.22 (26×26×32→64), 1.24
+    (28×28×16→64); ``VALID`` shapes 0.70–1.17, stride 2 a tie (0.89–1.08), one
+    input channel 0.46 — those stay ``"explicit"``. Every
     branch depends only on static shapes, the normalised config and the
     platform, so :func:`conv` and :func:`conv_backward` resolve a layer
     identically and the choice is fixed once per compilation.
@@ -375,6 +386,10 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     patch_elements = x_shape[0] * math.prod(out) * math.prod(w_shape[:rank]) * x_shape[-1]
     depthwise = 1 < config.groups == x_shape[-1]
     if platform != "cpu" or patch_elements > MAX_PATCH_ELEMENTS or depthwise:
+        return "lax"
+    padded = any(lo or hi for lo, hi in config.pairs)
+    unit = all(s == 1 for s in config.stride) and all(d == 1 for d in config.dilation)
+    if rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS:
         return "lax"
     return "explicit"
 

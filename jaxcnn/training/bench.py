@@ -93,3 +93,17 @@ def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_siz
     start = time.perf_counter()
     program.lower(params, tx.init(params), images, labels, jax.random.key(0), jnp.int32(0)).compile()
     return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's ``model name`` from ``/proc/cpuinfo`` (``"unknown"`` where there is none): a figure
+    without the CPU it came from is not a figure."""
+    import pathlib  # pylint: disable=import-outside-toplevel
+
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

@@ -239,6 +239,13 @@ def test_auto_decision_table():
     big = (MAX_PATCH_ELEMENTS // (9 * 64) + 1, 3, 3, 64)  # one output pixel per example
     assert _resolve(big, (3, 3, 64, 8), "cpu") == "lax"
     assert _resolve((1, 3, 3, 64), (3, 3, 64, 8), "cpu") == "explicit"
+    # padded 2-D, stride 1, >= 8 input channels: lax (ResNet's 3×3 SAME convs); not at stride 2, not C_in = 1, not 1-D
+    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding="SAME") == "lax"
+    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding=[(1, 0), (0, 0)]) == "lax"
+    assert _resolve((125, 28, 28, 16), (3, 3, 16, 32), "cpu", padding="SAME", stride=2) == "explicit"
+    assert _resolve((125, 28, 28, 1), (3, 3, 1, 16), "cpu", padding="SAME") == "explicit"
+    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding="SAME", dilation=2) == "explicit"
+    assert _resolve((4, 256, 16), (5, 16, 32), "cpu", padding="SAME") == "explicit"
     for impl in CONCRETE_IMPLS:  # concrete names pass through
         assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
                                                         dilation=1, groups=1), "gpu") == impl

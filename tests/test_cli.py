@@ -140,6 +140,7 @@ def test_resume_rejects_a_changed_flag_and_a_fresh_run_an_existing_workdir(capsy
     assert code == 2 and "already holds a run" in err
 
 
+@pytest.mark.slow
 def test_resume_continues_the_metric_sequence(capsys, tmp_path):
     """Plan 2 epochs, stop after 1 (as an interruption would), resume from the CLI."""
     from jaxcnn.training import loop as train
@@ -159,6 +160,7 @@ def test_resume_continues_the_metric_sequence(capsys, tmp_path):
 # ----------------------------------------------------- check-grads, summary
 
 
+@pytest.mark.slow
 def test_check_grads_prints_small_differences_for_every_parameter(capsys):
     code, out, _ = _run(capsys, "check-grads", "--batch", "8")
     assert code == 0
@@ -170,6 +172,7 @@ def test_check_grads_prints_small_differences_for_every_parameter(capsys):
 
 
 @pytest.mark.parametrize("model, batch", [("classic-dropout", 8), pytest.param("resnet", 4, marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_check_grads_float64_in_training_mode(capsys, model, batch):
     """Dropout active with one fixed key, BatchNorm on batch statistics: the modes agree to 1e-10 in float64."""
     code, out, _ = _run(capsys, "check-grads", "--model", model, "--dtype", "float64", "--batch", str(batch))

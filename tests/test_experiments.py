@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -20,6 +22,7 @@ def _run(script, *args):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
     stdout = _run("conv_views.py", "--out", tmp_path, "--batch", 2, "--size", 7, "--repeats", 1,
                   "--stride", 2, "--dilation", 2)
@@ -42,6 +45,7 @@ def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
     assert numbers["seed002 (2,-1,1,3,1)*(1,1,2,1)"] == [2, 1, 4, 4, 5, 8, 5, 1]
 
 
+@pytest.mark.slow
 def test_compare_gradients_quick_run_writes_curves_drift_and_numbers(tmp_path):
     stdout = _run("compare_gradients.py", "--out", tmp_path, "--quick", "--dtype", "float32", "float64")
     for name in ("compare-gradients-loss.png", "compare-gradients-diff.png"):
@@ -58,6 +62,7 @@ def test_compare_gradients_quick_run_writes_curves_drift_and_numbers(tmp_path):
         assert all(0.1 < accuracy <= 1 for accuracy in summary["test_accuracy"].values())
 
 
+@pytest.mark.slow
 def test_edge_detection_writes_png_grid(tmp_path):
     stdout = _run("edge_detection.py", "--out", tmp_path, "--digits", 2)
     png = tmp_path / "edge_detection.png"
@@ -72,6 +77,7 @@ def test_edge_detection_writes_png_grid(tmp_path):
     assert all(0 < fraction < 0.5 for fraction in record["relu_active_fraction"].values())
 
 
+@pytest.mark.slow
 def test_autoencoder_trains_in_three_modes_and_draws_reconstructions(tmp_path):
     stdout = _run("autoencoder.py", "--out", tmp_path, "--epochs", 2, "--train-limit", 500, "--test-limit", 100)
     record = json.loads((tmp_path / "autoencoder.json").read_text())
@@ -86,6 +92,7 @@ def test_autoencoder_trains_in_three_modes_and_draws_reconstructions(tmp_path):
     assert "backprop" in stdout
 
 
+@pytest.mark.slow
 def test_winograd_bench_writes_every_candidate(tmp_path):
     stdout = _run("winograd_bench.py", "--out", tmp_path, "--layer", "conv1", "--batch", 2, "--rounds", 1,
                   "--no-torch")

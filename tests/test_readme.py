@@ -19,5 +19,6 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("name,index,block", BLOCKS, ids=[f"{n}[{i}]" for n, i, _ in BLOCKS])
+@pytest.mark.slow
 def test_documented_example_runs(name, index, block):
     exec(compile(block, f"{name}[python block {index}]", "exec"), {})

@@ -398,6 +398,7 @@ def test_bad_environment_is_one_error_line(capsys, monkeypatch, tmp_path, name, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_errors_in_a_real_process_are_one_line_without_traceback(paths, tmp_path):
     """``python -m jaxcnn``: a data error and an unwritable workdir; nothing else reaches stderr."""
     base = [sys.executable, "-m", "jaxcnn", "train", "--model", "sequence", "--no-progress"]
@@ -614,18 +615,21 @@ def _assert_same_run(workdir, reference):
         jax.tree.map(np.testing.assert_array_equal, state, expected)
 
 
+@pytest.mark.slow
 def test_uninterrupted_runs_finish(runs):
     for name in ("reference", "twin"):
         assert runs.codes[name] == 0, runs.logs[name]
         assert "epoch 3/3" in runs.logs[name] and "Traceback" not in runs.logs[name]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bitwise_identical_runs(runs):
     records = _metrics_without_wall_clock(runs.workdir["reference"])
     assert len({r["train_loss"] for r in records}) == 3  # the comparison below is not vacuous
     _assert_same_run(runs.workdir["twin"], runs.workdir["reference"])
 
 
+@pytest.mark.slow
 def test_kill_during_epoch_2_then_resume_matches_the_uninterrupted_run(runs):
     name = "killed_in_training"
     assert runs.killed_by_test and runs.codes[name] == -signal.SIGKILL, runs.logs[name]
@@ -636,6 +640,7 @@ def test_kill_during_epoch_2_then_resume_matches_the_uninterrupted_run(runs):
     _assert_same_run(runs.workdir[name], runs.workdir["reference"])
 
 
+@pytest.mark.slow
 def test_kill_inside_a_checkpoint_save_then_resume_matches_the_uninterrupted_run(runs):
     name = "killed_in_save"
     assert runs.codes[name] == -signal.SIGKILL, runs.logs[name]
@@ -648,6 +653,7 @@ def test_kill_inside_a_checkpoint_save_then_resume_matches_the_uninterrupted_run
     assert _listing(runs.workdir[name]) == ["2", "3"]
 
 
+@pytest.mark.slow
 def test_resume_of_an_incompatible_run_is_one_error_line(capsys, runs, tmp_path):
     """A flag naming another model, and a config.json edited to another model (the
     checkpoint no longer fits): both refused, the run left as it was."""
@@ -669,6 +675,7 @@ def test_resume_of_an_incompatible_run_is_one_error_line(capsys, runs, tmp_path)
 # ===================================== 4. issue 14: busy, shared, damaged and swapped work directories
 
 
+@pytest.mark.slow
 def test_a_second_run_in_a_busy_workdir_is_refused_at_once(runs):
     """A second ``train`` in the workdir of a running one (stopped meanwhile, so it surely runs): one
     error line naming the lock's holder, nothing touched; the first then finishes as its twin does."""
@@ -692,6 +699,7 @@ def test_a_held_workdir_lock_refuses_a_second_run_in_process(capsys, tmp_path):
     assert not workdir.exists()  # the lock created it and the run wrote nothing: nothing is left
 
 
+@pytest.mark.slow
 def test_runs_started_in_the_same_second_get_their_own_workdirs(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli.time, "strftime", lambda pattern, *args: "runs/20260101-000000")
@@ -715,6 +723,7 @@ def test_a_workdir_of_someone_elses_files_is_left_as_it_was(capsys, tmp_path):
     assert {path.name: path.read_bytes() for path in (tmp_path / "someone_elses").iterdir()} == before
 
 
+@pytest.mark.slow
 def test_train_and_test_images_swapped_under_resume_are_refused_before_anything_is_written(capsys, paths, tmp_path):
     data_dir = tmp_path / "digits"
     shutil.copytree(paths / "valid", data_dir)
@@ -744,6 +753,7 @@ def _settle():
     gc.collect()
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_one_short_line_naming_the_intact_one(capsys, monkeypatch, runs, tmp_path):
     """The manifest of the newest checkpoint overwritten: ``--resume`` and ``eval`` print one line of at
     most 200 characters, and nothing after it; moving the damaged checkpoint away, as the line says,
@@ -819,6 +829,7 @@ def test_config_metrics_and_checkpoints_are_flushed_to_disk(monkeypatch, tmp_pat
     assert [path for path in flushed if path.parent == directory / "1" and path.name.startswith("_CHECKPOINT")]
 
 
+@pytest.mark.slow
 def test_a_normal_run_prints_no_warning(tmp_path):
     """``python -m jaxcnn train`` with the default dataset (TFDS mnist is not prepared here: the sample
     fallback) writes its notice, the progress bar and the epoch lines, and no library warning."""

@@ -121,7 +121,7 @@ class WorkdirLock:
             return
         try:
             lock_path = self.path / LOCK_FILE
-            if fcntl is not None and os.fstat(self._descriptor).st_ino == os.stat(lock_path).st_ino:
+            if os.fstat(self._descriptor).st_ino == os.stat(lock_path).st_ino:
                 os.unlink(lock_path)
             if self._created is not None:
                 for directory in (self.path.absolute(), *self.path.absolute().parents):
@@ -192,14 +192,17 @@ def lock_new_workdir(name) -> WorkdirLock:
 
 
 def _lock(path: pathlib.Path, created) -> WorkdirLock:
-    if fcntl is None:
-        return WorkdirLock(path, os.open(path, os.O_RDONLY), created)
     lock_path = path / LOCK_FILE
-    while True:
+    for _ in range(100):
         try:
             descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a rejected run removed the directory it had created: make it again
+            path.mkdir(parents=True, exist_ok=True)
+            continue
         except OSError as error:
             raise ValueError(f"cannot lock workdir {path}: {error.strerror or error}") from error
+        if fcntl is None:  # no locking here: the file only marks the run
+            break
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -212,6 +215,8 @@ def _lock(path: pathlib.Path, created) -> WorkdirLock:
         except FileNotFoundError:
             pass
         os.close(descriptor)
+    else:
+        raise ValueError(f"cannot lock workdir {path}: its lock file keeps disappearing")
     os.ftruncate(descriptor, 0)
     os.write(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode())
     return WorkdirLock(path, descriptor, created)

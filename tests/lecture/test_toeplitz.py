@@ -29,6 +29,7 @@ def _matrix_views(x, w, dy, options):
 
 
 @given(conv_cases().map(_ungrouped))
+@pytest.mark.slow
 def test_conv_is_matrix_product_and_backward_is_adjoint(x64, case):
     x_shape, w_shape, options, seed = case
     rng = np.random.default_rng(seed)
@@ -199,6 +200,7 @@ def _properties(a, b, c, lambdas):
 
 
 @given(_signal_pairs())
+@pytest.mark.slow
 def test_convolve_laws_and_convolution_theorem(x64, case):
     """Seed 002 linearity, commutativity, seed 000's theorem and the loop definition."""
     a, b, c, lambdas = _signals(case)

@@ -54,6 +54,7 @@ def _branchy():
 
 @settings(max_examples=8)
 @given(st.integers(1, 3), st.integers(3, 7), st.integers(0, 999))
+@pytest.mark.slow
 def test_branches_three_modes_agree(x64, batch, size, seed):
     model = _branchy()
     shape, params = model.init(jax.random.key(seed), (-1, size, size, 2))
@@ -76,6 +77,7 @@ def test_fan_out_backward_sums_every_path(x64):
     assert_close(dx, pullback(dy)[0], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_fan_in_concat_backward_slices(x64):
     model = L.serial(L.FanOut(2), L.parallel(L.Dense(2), L.Dense(3)), L.FanInConcat())
     shape, params = model.init(jax.random.key(0), (-1, 4))
@@ -98,6 +100,7 @@ def _bn_net():
     return L.serial(L.Conv(3, 3), L.BatchNorm(momentum=0.8), L.Relu(), L.Flatten(), L.Dense(4))
 
 
+@pytest.mark.slow
 def test_batch_norm_layer_trains_on_batch_statistics_and_moves_running_ones(x64):
     model = _bn_net()
     _, params, state = L.init_with_state(model, jax.random.key(0), (-1, 6, 6, 2))
@@ -119,6 +122,7 @@ def test_batch_norm_layer_trains_on_batch_statistics_and_moves_running_ones(x64)
     assert y.shape == y_eval.shape == (5, 4)
 
 
+@pytest.mark.slow
 def test_batch_norm_three_modes_agree_on_grads_and_state(x64):
     model = _bn_net()
     _, params, state = L.init_with_state(model, jax.random.key(1), (-1, 6, 6, 2))
@@ -144,6 +148,7 @@ def test_batch_norm_eval_mode_backprop_equals_autodiff(x64):
         assert_close(grads[key], expected_grads[key], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_stateful_model_without_state_is_a_clear_error():
     model = _bn_net()
     _, params = model.init(jax.random.key(0), (-1, 6, 6, 2))
@@ -160,6 +165,7 @@ def test_stateful_model_without_state_is_a_clear_error():
 # -------------------------------------------------------------------- Dropout
 
 
+@pytest.mark.slow
 def test_dropout_layer_key_and_modes(x64):
     model = L.serial(L.Flatten(), L.Dense(16), L.Relu(), L.Dropout(0.5), L.Dense(3))
     _, params = model.init(jax.random.key(0), (-1, 4, 2))
@@ -193,6 +199,7 @@ def test_dropout_bad_rate(rate):
 # --------------------------------------------------------------------- models
 
 
+@pytest.mark.slow
 def test_stateless_model_is_unchanged():
     """A model without state or randomness needs no state and returns (loss, grads), as before."""
     model = models.classic_net()
@@ -230,6 +237,7 @@ def test_resnet_structure_and_parameter_count():
     assert jaxcnn.param_count(jax.eval_shape(lambda k: small.init(k, models.MNIST_SHAPE)[1], jax.random.key(0))) < 272_186
 
 
+@pytest.mark.slow
 def test_resnet_three_modes_agree_in_float64(x64):
     model = models.resnet(blocks_per_stage=1, channels=(4, 8, 8))
     _, params, state = L.init_with_state(model, jax.random.key(0), (-1, 12, 12, 1))

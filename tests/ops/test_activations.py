@@ -77,6 +77,7 @@ def activation_inputs(draw):
 
 @pytest.mark.parametrize("name", NAMES)
 @given(x=activation_inputs(), choice=st.integers(0, 1), seed=st.integers(0, 2**16))
+@pytest.mark.slow
 def test_hand_rule_equals_autodiff(name, x, choice, seed):
     op, rule, configs = ACTIVATIONS[name]
     config = configs[choice % len(configs)]
@@ -120,6 +121,7 @@ def _torch_reference(name, x, config):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
+@pytest.mark.slow
 def test_forward_matches_torch(x64, name, grad):
     op, _, configs = ACTIVATIONS[name]
     x = np.array(TORCH_VALUES)
@@ -202,6 +204,7 @@ def test_kink_values():
 
 
 @pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.slow
 def test_grad_of_grad_through_the_hand_rule(x64, name):
     """The manual gradient is JAX code: its own gradient equals autodiff's second derivative."""
     op, _, configs = ACTIVATIONS[name]

@@ -56,6 +56,7 @@ def _check_all(x, w, b, options, rtol, seed=0):
 
 
 @given(conv_cases())
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_float64(x64, case):
     x_shape, w_shape, options, seed = case
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
@@ -71,6 +72,7 @@ GRID = [
 
 
 @pytest.mark.parametrize("options", GRID, ids=str)
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_float32_2d(device, options):
     x, w, b = _arrays((2, 9, 8, 4), (3, 2, 4 // options["groups"], 6), 7, jnp.float32)
     x, w, b = jax.device_put((x, w, b), device)
@@ -78,6 +80,7 @@ def test_hand_rules_equal_autodiff_float32_2d(device, options):
 
 
 @pytest.mark.parametrize("rank", (1, 3))
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_float32_1d_3d(device, rank):
     spatial, window = ((11,), (3,)) if rank == 1 else ((5, 6, 4), (2, 3, 2))
     x, w, b = _arrays((2, *spatial, 2), (*window, 2, 3), 3, jnp.float32)
@@ -109,6 +112,7 @@ def test_forward_matches_loop_definition(x64, impl):
         assert_close(y, _loop_conv(x, w, stride, pad, dilation), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_input_gradient_is_full_correlation_with_rotated_kernel(x64):
     """Seed 001: ∂L/∂X = full-padded ∂L/∂Z correlated with K rotated 180°."""
     x, w, _ = _arrays((1, 6, 6, 1), (3, 3, 1, 1), 1, jnp.float64)
@@ -147,6 +151,7 @@ def test_transpose_kernel_swaps_channels_per_group():
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.slow
 def test_check_grads_numerical(x64, impl):
     x, w, b = _arrays((2, 6, 5, 2), (3, 2, 1, 4), 4, jnp.float64)
     options = dict(stride=2, padding=[(1, 0), (2, 1)], dilation=(1, 2), groups=2, impl=impl)
@@ -157,6 +162,7 @@ def test_check_grads_numerical(x64, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.slow
 def test_grad_of_grad_manual_equals_autodiff(x64, impl):
     x, w, b = _arrays((2, 7, 3), (3, 3, 2), 5, jnp.float64)
     options = dict(stride=2, padding="SAME", dilation=2, impl=impl)
@@ -265,6 +271,7 @@ def _auto_and_lax_gradients(x, w, b, dy, options):
 
 @given(conv_cases())
 @settings(max_examples=20)
+@pytest.mark.slow
 def test_auto_equals_lax_float32(case):
     """``impl="auto"`` equals lax on random configs (strides, dilation, groups, padding, 1-3-D)."""
     x_shape, w_shape, options, seed = case

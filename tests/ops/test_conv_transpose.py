@@ -97,6 +97,7 @@ def _everything(x, y, w, b, dz, options):
 
 
 @given(transpose_cases())
+@pytest.mark.slow
 def test_adjoint_identity_hand_rule_and_impls_float64(x64, case):
     """⟨conv(x, w), y⟩ = ⟨x, conv_transpose(y, w)⟩; result == JAX's transpose of the explicit conv;
     lax == explicit; hand rule, manual and autodiff VJPs == jax.vjp of the lax op; all to 1e-10."""
@@ -136,6 +137,7 @@ CASES = [
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("y_shape,w_shape,options", CASES, ids=[str(c[2]) for c in CASES])
+@pytest.mark.slow
 def test_hand_rule_assert_hand_rule(impl, y_shape, w_shape, options):
     """The public checker: conv_transpose_backward == jax.vjp(conv_transpose), float64, jit and vmap."""
     y, w = _normal(y_shape, 0, jnp.float32), _normal(w_shape, 1, jnp.float32)
@@ -181,6 +183,7 @@ def _check_float32(device, y_shape, w_shape, options):
 
 
 @pytest.mark.parametrize("options", FLOAT32_GRID, ids=str)
+@pytest.mark.slow
 def test_explicit_equals_lax_float32_2d(device, options):
     _check_float32(device, (2, 5, 4, 6), (3, 2, 4 // options["groups"], 6), options)
 
@@ -193,6 +196,7 @@ def test_explicit_equals_lax_float32_1d_3d(device, rank):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.slow
 def test_grad_of_grad_manual_equals_autodiff(x64, impl):
     y, w, b = _normal((2, 4, 5, 4), 0), _normal((3, 2, 2, 4), 1), _normal((4,), 2)
     options = dict(stride=2, padding=[(1, 0), (0, 2)], output_padding=(1, 0), dilation=(2, 1), groups=2, impl=impl)
@@ -206,6 +210,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.slow
 def test_check_grads_numerical(x64, impl):
     """Finite differences, second order, for both gradient modes."""
     y, w, b = _normal((2, 4, 3), 3), _normal((3, 2, 3), 4), _normal((2,), 5)
@@ -232,6 +237,7 @@ TORCH_CASES = [
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+@pytest.mark.slow
 def test_forward_matches_pytorch(x64, impl, case):
     """torch's weight is (in_channels of the transpose = conv's out_channels, out // groups, *window)."""
     torch = pytest.importorskip("torch")
@@ -320,6 +326,7 @@ print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 """
 
 
+@pytest.mark.slow
 def test_lax_impl_survives_the_xla_cpu_operand_swap_abort():
     """y (2, 3) with a (3, 2) kernel, stride 2, padding 1: XLA:CPU's simplifier swaps the operands
     of the lhs-dilated convolution and aborts the process on the f = s = 2 dimension unless
@@ -354,6 +361,7 @@ def test_auto_decision_table():
         assert resolve_impl(impl, None, None, None, "gpu") == impl
 
 
+@pytest.mark.slow
 def test_auto_on_this_backend_equals_lax():
     y, w = _normal((2, 4, 5, 4), 6, jnp.float32), _normal((3, 2, 2, 4), 7, jnp.float32)
     options = dict(stride=2, padding=1, output_padding=1, groups=2)

@@ -19,6 +19,7 @@ def _normal(seed, shape, dtype=jnp.float64):
 
 
 @given(st.integers(1, 5), st.integers(1, 6), st.integers(1, 6), st.booleans(), st.integers(0, 999))
+@pytest.mark.slow
 def test_dense_hand_rule_equals_autodiff(x64, batch, fan_in, fan_out, with_bias, seed):
     x, w, dy = _normal(seed, (batch, fan_in)), _normal(seed + 1, (fan_in, fan_out)), _normal(seed + 2, (batch, fan_out))
     b = _normal(seed + 3, (fan_out,)) if with_bias else None

@@ -21,6 +21,7 @@ KEYS = {"key": jax.random.key, "PRNGKey": jax.random.PRNGKey}
     shape=st.sampled_from(SHAPES), rate=st.sampled_from([0.0, 0.1, 0.5, 0.95]),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_hand_rule_equals_autodiff(make_key, shape, rate, seed):
     x = np.random.default_rng(seed).normal(size=shape) * 10
     key = KEYS[make_key](seed)

@@ -54,6 +54,7 @@ def _check_fft(x, w, b, options, rtol, *, hand=True, seed=0):
 
 
 @given(conv_cases())
+@pytest.mark.slow
 def test_fft_equals_lax_forward_and_backward_float64(x64, case):
     x_shape, w_shape, options, seed = case
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
@@ -67,6 +68,7 @@ GRID = [
 
 
 @pytest.mark.parametrize("options", GRID, ids=str)
+@pytest.mark.slow
 def test_fft_equals_lax_float32_2d(device, options):
     x, w, b = _arrays((2, 9, 8, 4), (3, 2, 4 // options["groups"], 6), 7, jnp.float32)
     x, w, b = jax.device_put((x, w, b), device)
@@ -81,6 +83,7 @@ def test_fft_equals_lax_float32_1d_3d(device, rank):
     _check_fft(x, w, b, dict(stride=2, padding="VALID", dilation=2, groups=1), rtol=FLOAT32_RTOL)
 
 
+@pytest.mark.slow
 def test_float32_error_is_on_par_with_direct_conv(x64):
     """Measures the float32 error of both impls against a float64 lax reference."""
     x, w, _ = _arrays((2, 28, 28, 8), (5, 5, 8, 16), 11, jnp.float64)
@@ -106,6 +109,7 @@ def test_float32_error_is_on_par_with_direct_conv(x64):
 # ------------------------------------------------------ the theorem itself
 
 
+@pytest.mark.slow
 def test_convolution_theorem_seed_000(x64):
     """û = f̂·ĝ: the spectrum of the full linear convolution is the product of spectra.
 
@@ -128,6 +132,7 @@ def test_convolution_theorem_seed_000(x64):
             np.testing.assert_allclose(u, np.convolve(f, g), atol=1e-12)
 
 
+@pytest.mark.slow
 def test_fft_length_never_wraps_around(x64):
     """A single impulse at the last input position lands only where the definition puts it."""
     x = jnp.zeros((1, 9, 1)).at[0, -1, 0].set(1.0)
@@ -145,6 +150,7 @@ def test_fft_is_registered_and_named_in_errors():
         conv(jnp.zeros((1, 5, 1)), jnp.zeros((3, 1, 1)), impl="fast")
 
 
+@pytest.mark.slow
 def test_grad_of_grad_manual_equals_autodiff(x64):
     x, w, b = _arrays((2, 7, 3), (3, 3, 2), 5, jnp.float64)
     options = dict(stride=2, padding="SAME", dilation=2, impl="fft")

@@ -18,6 +18,7 @@ def _rule(dy, x):
 
 
 @given(shape=st.sampled_from(SHAPES), seed=st.integers(0, 2**16))
+@pytest.mark.slow
 def test_hand_rule_equals_autodiff(shape, seed):
     x = np.random.default_rng(seed).normal(size=shape) * 5
     assert assert_hand_rule(global_avg_pool, _rule, x, seed=seed) <= 1e-10
@@ -45,6 +46,7 @@ def test_manual_mode_uses_the_hand_rule(x64):
     np.testing.assert_allclose(global_avg_pool_backward(dy, x)[:, 1, 2], dy / 12, rtol=1e-15)
 
 
+@pytest.mark.slow
 def test_grad_of_grad_through_the_hand_rule(x64):
     x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 3, 3, 2)))
     f = lambda x, grad: jnp.sum(jnp.sin(jax.grad(lambda x: jnp.sum(global_avg_pool(x, grad=grad) ** 3))(x)))

@@ -31,6 +31,7 @@ def _normal(seed, shape, dtype=jnp.float64):
 
 @pytest.mark.parametrize("loss,backward", LOSSES, ids=lambda f: getattr(f, "__name__", ""))
 @given(st.integers(1, 6), st.integers(2, 10), st.integers(0, 999))
+@pytest.mark.slow
 def test_loss_hand_rule_equals_autodiff(x64, loss, backward, batch, classes, seed):
     logits = 3 * _normal(seed, (batch, classes))
     labels = jnp.asarray(np.random.default_rng(seed).integers(0, classes, batch))
@@ -68,6 +69,7 @@ def test_binary_cross_entropy_is_the_notes_formula():
 
 
 @pytest.mark.parametrize("loss", [l for l, _ in LOSSES], ids=lambda f: f.__name__)
+@pytest.mark.slow
 def test_loss_check_grads_and_jit(x64, loss):
     logits, labels = _normal(3, (4, 5)), jnp.array([0, 4, 2, 2])
     for grad in ("autodiff", "manual"):
@@ -93,6 +95,7 @@ def test_loss_bad_labels(logits, labels, error, match):
 
 
 @given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 999))
+@pytest.mark.slow
 def test_mean_squared_error_hand_rule(batch, size, seed):
     rng = np.random.default_rng(seed)
     prediction, target = rng.normal(size=(batch, size, 1)), rng.normal(size=(batch, size, 1))

@@ -73,6 +73,7 @@ def norm_cases(draw, name):
 
 @pytest.mark.parametrize("name", sorted(NORMS))
 @given(data=st.data())
+@pytest.mark.slow
 def test_hand_rule_equals_autodiff(name, data):
     x, scale, offset, config = data.draw(norm_cases(name))
     forward, backward = NORMS[name]
@@ -81,6 +82,7 @@ def test_hand_rule_equals_autodiff(name, data):
 
 
 @given(data=st.data())
+@pytest.mark.slow
 def test_inference_hand_rule_equals_autodiff(data):
     x, scale, offset, config = data.draw(norm_cases("layer_norm"))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
@@ -91,6 +93,7 @@ def test_inference_hand_rule_equals_autodiff(data):
 
 
 @pytest.mark.parametrize("name", sorted(NORMS))
+@pytest.mark.slow
 def test_manual_mode_uses_the_hand_rule(x64, name):
     forward, backward = NORMS[name]
     rng = np.random.default_rng(3)
@@ -127,6 +130,7 @@ def _torch(name, x, scale, offset, eps, groups=None):
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 @pytest.mark.parametrize("name", sorted(NORMS))
 @pytest.mark.parametrize("shape", [(4, 6), (3, 7, 6), (2, 5, 4, 6), (2, 3, 2, 3, 6)])
+@pytest.mark.slow
 def test_forward_matches_torch(x64, name, shape, grad):
     rng = np.random.default_rng(sum(shape))
     x = rng.normal(size=shape) * 4 + 2
@@ -171,6 +175,7 @@ def test_batch_moments_are_the_biased_statistics_batch_norm_uses(x64):
 
 @pytest.mark.parametrize("name", sorted(NORMS) + ["batch_norm_inference"])
 @pytest.mark.parametrize("shape", [(5, 4), (2, 3, 3, 4)])
+@pytest.mark.slow
 def test_grad_of_grad_through_the_hand_rule(x64, name, shape):
     """A scalar function of the manual gradient has the gradient autodiff's second derivatives give."""
     rng = np.random.default_rng(11)

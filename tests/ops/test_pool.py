@@ -240,6 +240,7 @@ def test_max_pool_padding_wins_ties_with_minus_inf(grad):
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.slow
 def test_tied_data_tells_tie_rules_apart(case):
     """Autodiff equals the first-maximum loop reference, and the data is discriminating:
     the last-maximum reference gives a different answer."""
@@ -260,6 +261,7 @@ def test_tied_data_tells_tie_rules_apart(case):
 
 @pytest.mark.parametrize("data", sorted(DATA))
 @pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_float64(case, data):
     shape, window, stride, padding = case
     rng = np.random.default_rng(zlib.crc32(f"{case_id(case)}{data}".encode()))
@@ -269,6 +271,7 @@ def test_hand_rules_equal_autodiff_float64(case, data):
 
 
 @pytest.mark.parametrize("case", CASES[::3], ids=case_id)
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_float32(case):
     shape, window, stride, padding = case
     rng = np.random.default_rng(3)
@@ -326,6 +329,7 @@ def window_fits(shape, window, stride, padding) -> bool:
 
 
 @given(problem=pool_problems(), data=st.sampled_from(sorted(DATA)), seed=st.integers(0, 2**32 - 1))
+@pytest.mark.slow
 def test_hand_rules_equal_autodiff_property(problem, data, seed):
     shape, window, stride, padding = problem
     assume(window_fits(shape, window, stride, padding))
@@ -353,6 +357,7 @@ def test_output_shape_comes_from_output_spatial(problem):
 
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 @pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.slow
 def test_check_grads_second_order(name, grad):
     forward, _ = POOLS[name]
     with jax.enable_x64(True):
@@ -379,6 +384,7 @@ def hessian_vector_product(name, grad):
 
 @pytest.mark.parametrize("data", sorted(DATA))
 @pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.slow
 def test_grad_of_grad_manual_equals_autodiff(name, data):
     rng = np.random.default_rng(13)
     shape = (2, 6, 5, 2)
@@ -396,6 +402,7 @@ def test_grad_of_grad_manual_equals_autodiff(name, data):
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.slow
 def test_hand_rule_under_jit(name):
     forward, backward = POOLS[name]
     shape, window, stride, padding = CASES[5]
@@ -415,6 +422,7 @@ def test_hand_rule_under_jit(name):
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.slow
 def test_hand_rule_under_vmap(name):
     """vmap over an extra leading axis (inside one jit, so it compiles once)."""
     forward, backward = POOLS[name]
@@ -541,6 +549,7 @@ def tiling_results(x, dy, window):
 
 
 @pytest.mark.parametrize("shape,window", TILINGS, ids=str)
+@pytest.mark.slow
 def test_tiling_fast_path_equals_reduce_window(shape, window):
     """stride == window, no padding: the slice-based forward, its autodiff and its hand
     rule equal ``lax.reduce_window`` and autodiff of it, ties (first maximum) included."""

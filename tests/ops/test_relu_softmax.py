@@ -33,6 +33,7 @@ def test_relu_subgradient_zero_at_zero_like_jax(grad):
 
 
 @given(st.lists(st.sampled_from([-2.0, -0.5, 0.0, 0.0, 0.5, 3.0]), min_size=1, max_size=20), st.integers(0, 99))
+@pytest.mark.slow
 def test_relu_hand_rule_equals_autodiff_with_zeros(x64, values, seed):
     x = jnp.asarray(values)
     dy = _normal(seed, x.shape)

@@ -87,6 +87,7 @@ def _everything(x, w, b, dy, options, tile):
 
 
 @given(winograd_cases())
+@pytest.mark.slow
 def test_equals_lax_and_jax_grad_float64(x64, case):
     x_shape, w_shape, options, tile, seed = case
     x, w, b = conv_arrays(x_shape, w_shape, seed, jnp.float64)
@@ -116,6 +117,7 @@ HAND_RULE_CASES = [
 
 @pytest.mark.parametrize("tile", winograd.TILES)
 @pytest.mark.parametrize("x_shape,w_shape,options", HAND_RULE_CASES, ids=[str(c[2]) for c in HAND_RULE_CASES])
+@pytest.mark.slow
 def test_hand_rule_proof(x64, x_shape, w_shape, options, tile):
     """``jaxcnn.testing.assert_hand_rule``: the rule == jax.vjp of the forward, under jit and vmap."""
     x, w, b = conv_arrays(x_shape, w_shape, 3, jnp.float64)
@@ -128,6 +130,7 @@ def test_hand_rule_proof(x64, x_shape, w_shape, options, tile):
                                 x, w, b) <= 1e-10
 
 
+@pytest.mark.slow
 def test_input_gradient_is_the_full_padded_correlation_with_the_rotated_kernel(x64):
     """Seed 001: ∂L/∂X = ȳ padded by f − 1 = 2, correlated with K rotated 180° (one channel)."""
     x, w, _ = conv_arrays((1, 7, 6, 1), (3, 3, 1, 1), 1, jnp.float64)
@@ -140,6 +143,7 @@ def test_input_gradient_is_the_full_padded_correlation_with_the_rotated_kernel(x
 
 
 @pytest.mark.parametrize("x_shape,w_shape", [((2, 9, 3), (3, 3, 2)), ((1, 6, 7, 2), (3, 3, 1, 4))])
+@pytest.mark.slow
 def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
     x, w, b = conv_arrays(x_shape, w_shape, 5, jnp.float64)
     options = dict(padding="SAME", groups=x_shape[-1] // w_shape[-2], impl="winograd")
@@ -155,6 +159,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
 
 
 @pytest.mark.parametrize("tile", winograd.TILES)
+@pytest.mark.slow
 def test_batch_chunks_give_the_same_result(x64, monkeypatch, tile):
     """Batches above the chunk budget run chunk by chunk (lax.map), zero-padded to whole chunks."""
     x, w, _ = conv_arrays((5, 7, 6, 4), (3, 3, 2, 6), 8, jnp.float64)
@@ -193,6 +198,7 @@ def _primitives(jaxpr):
 
 @pytest.mark.parametrize("grad", ("manual", "autodiff"))
 @pytest.mark.parametrize("x_shape,w_shape,groups", [((2, 8, 7, 4), (3, 3, 2, 6), 2), ((2, 9, 3), (3, 3, 2), 1)])
+@pytest.mark.slow
 def test_no_conv_primitive_in_forward_vjp_or_second_derivative(grad, x_shape, w_shape, groups):
     x, w, b = conv_arrays(x_shape, w_shape, 0, jnp.float32)
     f = lambda x, w, b: conv(x, w, b, padding="SAME", groups=groups, impl="winograd", grad=grad)
@@ -225,6 +231,7 @@ def _float32_errors(tile, x, w, dy, config):
     return [float(np.max(np.abs(np.asarray(g, np.float64) - r)) / np.max(np.abs(r))) for g, r in zip(got, reference)]
 
 
+@pytest.mark.slow
 def test_float32_error_on_the_lecture_layer():
     """26×26×32→64, N(0,1): F(4,3) ≤ 2e-5, F(2,3) ≤ 3e-6 of max|y| against float64; F(4,3) is the coarser.
 
@@ -255,6 +262,7 @@ def test_choose_tile():
     assert winograd.choose_tile((2, 1), jnp.float32) == 2 and winograd.choose_tile((2, 3), jnp.float32) == 4
 
 
+@pytest.mark.slow
 def test_sixteen_bit_floats_use_f23_and_stay_close():
     x, w, _ = conv_arrays((2, 10, 10, 8), (3, 3, 8, 8), 0, jnp.float32)
     reference = conv(x, w, impl="lax", padding="SAME")
@@ -313,6 +321,7 @@ LENGTHS = [(n, p) for n, p in itertools.product((1, 2, 3, 5, 8), ("VALID", "SAME
 
 
 @pytest.mark.parametrize("size,padding", LENGTHS)
+@pytest.mark.slow
 def test_every_output_length_and_tile_crop(x64, size, padding):
     """Output lengths 1-10, multiples of 2 and 4 and not, so partial tiles get cropped."""
     x, w, _ = conv_arrays((1, size, 2), (3, 2, 3), size, jnp.float64)

@@ -47,6 +47,7 @@ def _all_modes(model, params, x, labels, loss=jaxcnn.softmax_cross_entropy):
 
 
 @pytest.mark.parametrize("rank,impl", [(1, "lax"), (2, "lax"), (2, "explicit"), (3, "explicit")])
+@pytest.mark.slow
 def test_three_modes_agree_float64(x64, rank, impl):
     results = _all_modes(*_setup(rank, impl, jnp.float64))
     value, grads = results["autodiff"]
@@ -59,6 +60,7 @@ def test_three_modes_agree_float64(x64, rank, impl):
 
 
 @pytest.mark.parametrize("impl", ("lax", "explicit"))
+@pytest.mark.slow
 def test_three_modes_agree_float32_on_every_device(device, impl):
     model, params, x, labels = _setup(2, impl, jnp.float32)
     params, x = jax.device_put((params, x), device)
@@ -70,6 +72,7 @@ def test_three_modes_agree_float32_on_every_device(device, impl):
             assert_close(g, e, rtol=1e-5, err_msg=mode)
 
 
+@pytest.mark.slow
 def test_binary_cross_entropy_modes_agree(x64):
     model, params, x, labels = _setup(2, "lax", jnp.float64)
     results = _all_modes(model, params, x, labels, loss=softmax_binary_cross_entropy)
@@ -78,6 +81,7 @@ def test_binary_cross_entropy_modes_agree(x64):
             assert_close(g, e, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_backprop_uses_no_autodiff(monkeypatch):
     """The explicit sweep must trace with jax.grad, jax.vjp and custom_vjp unavailable."""
     model, params, x, labels = _setup(2, "explicit", jnp.float32)
@@ -92,6 +96,7 @@ def test_backprop_uses_no_autodiff(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.slow
 def test_backprop_uses_no_autodiff_in_any_model(monkeypatch, name):
     """Every named model, with its state and dropout key (resnet, classic-dropout) included, traces its
     explicit sweep with jax.grad, jax.vjp and custom_vjp unavailable."""
@@ -123,6 +128,7 @@ def test_manual_mode_uses_the_hand_rules():
 
 
 @pytest.mark.parametrize("grad", ("autodiff", "manual"))
+@pytest.mark.slow
 def test_vmap_of_per_example_gradients(grad):
     model, params, x, labels = _setup(1, "lax", jnp.float32)
 
@@ -156,6 +162,7 @@ def test_init_predicts_apply_shape(stride, padding, dilation):
     assert y.shape == shape
 
 
+@pytest.mark.slow
 def test_params_structure_and_determinism():
     model = jaxcnn.models.classic_net()
     _, params = model.init(jax.random.PRNGKey(3), (-1, 28, 28, 1))
@@ -183,6 +190,7 @@ def test_layer_errors():
         L.Dense(3, init="zeros").init(jax.random.PRNGKey(0), (1, 4))
 
 
+@pytest.mark.slow
 def test_loss_and_grad_errors():
     model, params, x, labels = _setup(1, "lax", jnp.float32)
     with pytest.raises(ValueError, match="mode must be one of \\('autodiff', 'manual', 'backprop'\\), got 'reverse'"):

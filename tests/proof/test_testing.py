@@ -164,6 +164,7 @@ def test_integer_labels_pass_through():
 
 
 @pytest.mark.parametrize("make_key", [jax.random.key, jax.random.PRNGKey], ids=["key", "PRNGKey"])
+@pytest.mark.slow
 def test_prng_keys_pass_through(make_key):
     noisy = lambda x, key: x * jax.random.normal(key, x.shape, x.dtype)
     rule = lambda dy, x, key: (dy * jax.random.normal(key, x.shape, x.dtype), None)

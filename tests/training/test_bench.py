@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 
 from jaxcnn.training import bench
 
@@ -19,6 +20,7 @@ def test_interleaved_medians_times_every_candidate():
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then interleaved rounds
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(

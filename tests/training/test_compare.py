@@ -23,6 +23,7 @@ def results():
     return {dtype: compare.train_modes(TINY, dtype=dtype) for dtype in compare.DTYPES}
 
 
+@pytest.mark.slow
 def test_the_reference_mode_trains_exactly_as_train_and_evaluate(results, tmp_path):
     run = train.train_and_evaluate(dataclasses.replace(TINY, grad="autodiff"), tmp_path, progress=False,
                                    log=lambda line: None)
@@ -30,6 +31,7 @@ def test_the_reference_mode_trains_exactly_as_train_and_evaluate(results, tmp_pa
     assert results["float32"]["runs"]["autodiff"]["test_accuracy"] == run.history[-1]["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_modes_start_together_and_drift_by_rounding_only(results):
     for dtype, bound in (("float32", 1e-4), ("float64", 1e-12)):
         result = results[dtype]

@@ -65,6 +65,7 @@ def _without_timings(record):
 
 
 @pytest.mark.parametrize("mode", gradients.MODES)
+@pytest.mark.slow
 def test_each_gradient_mode_learns(runs, mode):
     history = runs[mode][1].history
     assert [r["epoch"] for r in history] == [1, 2]
@@ -72,6 +73,7 @@ def test_each_gradient_mode_learns(runs, mode):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_gradient_modes_give_the_same_losses(runs):
     reference = runs["autodiff"][1].history
     for mode in ("manual", "backprop"):
@@ -80,6 +82,7 @@ def test_gradient_modes_give_the_same_losses(runs):
                 assert ours[key] == pytest.approx(theirs[key], rel=1e-4), (mode, key)
 
 
+@pytest.mark.slow
 def test_metrics_file_has_every_epoch_and_required_key(runs):
     workdir, result = runs["autodiff"]
     records = checkpoint.read_metrics(workdir)
@@ -93,17 +96,20 @@ def test_metrics_file_has_every_epoch_and_required_key(runs):
     assert records == json.loads(json.dumps(result.history))
 
 
+@pytest.mark.slow
 def test_plots_are_pngs(runs):
     workdir = runs["autodiff"][0]
     for name in (plots.CURVES_FILE, plots.FILTERS_FILE):
         assert (workdir / name).read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_config_is_saved_with_the_resolved_learning_rate(runs):
     saved = train.TrainConfig.from_dict(checkpoint.load_config(runs["autodiff"][0]))
     assert saved == dataclasses.replace(SMALL, lr=optim.DEFAULT_LR["momentum"])
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_reproduces_the_last_test_metrics(runs):
     workdir, result = runs["autodiff"]
     evaluated = train.evaluate_checkpoint(workdir)
@@ -112,6 +118,7 @@ def test_evaluate_checkpoint_reproduces_the_last_test_metrics(runs):
     assert evaluated["test_loss"] == pytest.approx(result.history[-1]["test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(runs, tmp_path):
     """Stop after epoch 1, leave a stray epoch-2 line as a crash would, resume: the
     metrics and params equal those of the uninterrupted run."""
@@ -127,6 +134,7 @@ def test_resume_continues_exactly(runs, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, resumed.params, uninterrupted.params)
 
 
+@pytest.mark.slow
 def test_resume_needs_a_checkpoint_and_the_same_config(runs, tmp_path):
     with pytest.raises(ValueError, match="holds no training run"):
         train.prepare(SMALL, tmp_path, resume=True, notice=_quiet)
@@ -183,6 +191,7 @@ def test_sgd_is_theta_minus_lr_times_gradient():
 
 
 @pytest.mark.parametrize("schedule", optim.SCHEDULES)
+@pytest.mark.slow
 def test_schedules_peak_at_lr_and_never_exceed_it(schedule):
     config = dataclasses.replace(SMALL, lr=0.01, schedule=schedule, epochs=10).validated()
     rates = np.array([optim.make_schedule(config, 20)(step) for step in range(200)])
@@ -212,6 +221,7 @@ def test_chunk_size_is_the_largest_divisor_within_the_limit(steps_per_epoch, mos
     assert steps.chunk_size(steps_per_epoch, most) == expected
 
 
+@pytest.mark.slow
 def test_padded_evaluation_counts_every_example_once():
     """Batches of 300 over 1,000 digits (two zero-padded to 1,200) give what one
     unbatched pass gives."""
@@ -252,6 +262,7 @@ def test_random_shift_is_a_whole_pixel_translation_with_zero_fill():
         assert any(np.array_equal(out, crop) for crop in crops)
 
 
+@pytest.mark.slow
 def test_random_affine_with_no_range_is_the_identity():
     images = _digits()
     same = augment.random_affine(jax.random.key(0), images, max_shift=0, max_rotation=0, max_scale=0)
@@ -293,6 +304,7 @@ def test_filter_tiles_scale_each_filter_to_unit_range():
 # ------------------------------------------------------------------ divergence
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     config = dataclasses.replace(SMALL, train_limit=200, test_limit=100, epochs=3, augment="none")
     train.run_epochs(train.prepare(config, tmp_path), progress=False, stop_after=1, log=_quiet)
@@ -309,6 +321,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert all(np.isfinite(r["train_loss"]) for r in resumed.history)
 
 
+@pytest.mark.slow
 def test_the_cli_reports_divergence_in_one_line_with_status_3(capsys, monkeypatch, tmp_path):
     from jaxcnn import cli
 
@@ -323,6 +336,7 @@ def test_the_cli_reports_divergence_in_one_line_with_status_3(capsys, monkeypatc
     assert err == ["jaxcnn: error: the training loss became inf at epoch 4, step 17; stopped."]
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_1(tmp_path):
     config = dataclasses.replace(SMALL, train_limit=200, test_limit=100, epochs=1, augment="none")
     train.prepare(config, tmp_path)  # wrote config.json, then "died" before a checkpoint

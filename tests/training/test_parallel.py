@@ -39,6 +39,7 @@ def _relative(a, b) -> float:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_params_of_one_in_every_gradient_mode(tmp_path):
     out = tmp_path / "result.json"
     subprocess.run([sys.executable, str(ROOT / "tests" / "training" / "multidevice_worker.py"), str(out)],
@@ -66,6 +67,7 @@ def _flags(config: dict) -> list:
     return [f"--{name.replace('_', '-')}={value}" for name, value in config.items()]
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_train_like_one(tmp_path):
     workdir, port = tmp_path / "two", _free_port()
     command = [sys.executable, "-m", "jaxcnn", "train", *_flags(CONFIG), "--no-progress", f"--workdir={workdir}",
@@ -178,6 +180,7 @@ def test_one_process_without_a_coordinator_joins_nothing(monkeypatch):
     parallel.initialize(parallel.Cluster(num_processes=1, process_id=0))  # no jax.distributed call
 
 
+@pytest.mark.slow
 def test_a_closed_coordinator_port_fails_at_the_timeout_in_python(monkeypatch):
     """In-process: the pre-flight TCP check fails before jax.distributed is touched (nothing stuck)."""
     lines, port = [], _closed_port()

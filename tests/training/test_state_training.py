@@ -39,6 +39,7 @@ def _resume_equals_uninterrupted(config, tmp_path):
     return whole
 
 
+@pytest.mark.slow
 def test_dropout_run_resumes_bitwise_and_depends_on_the_seed(tmp_path):
     whole = _resume_equals_uninterrupted(DROPOUT, tmp_path)
     assert whole.model_state is None

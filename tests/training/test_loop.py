@@ -310,8 +310,8 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     train.run_epochs(train.prepare(config, tmp_path), progress=False, stop_after=1, log=_quiet)
     run = train.prepare(config, tmp_path, resume=True)
     poisoned = run._replace(train_images=run.train_images * jnp.nan)  # every batch of epoch 2 is NaN
-    # ReLU maps a NaN input to 0, so the loss stays finite; the gradient does not.
-    with pytest.raises(train.Diverged, match=r"gradient became NaN or infinite at epoch 2, step 1;.*"
+    # ReLU propagates NaN (it used to map it to 0 and so hid it), so the loss itself becomes NaN.
+    with pytest.raises(train.Diverged, match=r"training loss became nan at epoch 2, step 1;.*"
                                              r"checkpoint \(epoch 1\)"):
         train.run_epochs(poisoned, progress=False, log=_quiet)
     assert checkpoint.latest_epoch(tmp_path) == 1

@@ -12,6 +12,11 @@ from jaxcnn.training import interrupt as _interrupt  # isort: skip
 
 _interrupt.install_if_command()
 
+# Also before jax starts its threads: keep the memory XLA:CPU frees (fresh pages cost a step up to a third).
+from jaxcnn.training import allocator as _allocator  # noqa: E402  # isort: skip
+
+_allocator.keep_freed_memory()
+
 import importlib as _importlib  # noqa: E402
 import sys as _sys
 

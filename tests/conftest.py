@@ -5,9 +5,14 @@ resolving a change); the default "ci" profile runs >= 50.
 """
 
 import os
+import tempfile
 
-import jax
-from hypothesis import HealthCheck, settings
+# Training runs switch on the persistent compilation cache (jaxcnn.training.compile_cache): keep the
+# suite's programs in one directory of its own (shared with the CLI subprocesses), not in ~/.cache.
+os.environ.setdefault("JAXCNN_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxcnn-test-xla-cache-"))
+
+import jax  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci", max_examples=50, deadline=None, derandomize=True,

@@ -34,7 +34,7 @@ from jaxcnn.nn import models
 from jaxcnn.nn.protocol import init_with_state
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
-from jaxcnn.training import checkpoint, data, interrupt, parallel, plots
+from jaxcnn.training import checkpoint, compile_cache, data, interrupt, parallel, plots
 from jaxcnn.training.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule  # noqa: F401
 from jaxcnn.training.steps import EvalSet, batch_for_eval, lax_conv_on_cpu, make_evaluate, make_train_chunk, plan_epoch
 
@@ -348,6 +348,7 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a jaxcnn.TrainConfig, got {type(config).__name__}")
     workdir = checkpoint.check_workdir(workdir)
+    compile_cache.enable()
     mesh = parallel.data_mesh()
     config = resolve_dataset(config.validated(), notice)
     last = checkpoint.latest_epoch(workdir) if resume else None

@@ -104,3 +104,14 @@ def test_winograd_bench_writes_every_candidate(tmp_path):
         ("explicit", "fwd+bwd autodiff"), ("winograd F(4,3)", "fwd+bwd autodiff")}
     assert rows[("explicit", "forward")]["vs_explicit"] == 1.0
     assert all(0 < r["ms"] < 10_000 and r["compile_seconds"] > 0 for r in rows.values())
+
+
+@pytest.mark.slow
+def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses(tmp_path):
+    stdout = _run("fresh_pages.py", "--models", "classic", "--rounds", 1, "--steps", 6, "--out", tmp_path / "f.json")
+    record = json.loads((tmp_path / "f.json").read_text())
+    (row,) = record["rows"]
+    assert row["model"] == "classic" and row["off_ms"] > 0 and row["on_ms"] > 0 and "off/on" in stdout
+    # the fact behind the lever, deterministic where the time is not: without the settings a step
+    # faults its ~100 MB of temporaries in anew, with them (glibc) it reuses most of them
+    assert row["off_faults"] > 20_000 and row["on_faults"] < row["off_faults"] / 2, row

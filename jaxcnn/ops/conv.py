@@ -369,7 +369,11 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     convolutions", ``experiments/padded_conv_bench.py``): 3.15 (28×28×16→16
     ``SAME``), 2.15 (14×14×32→32), 1.50 (7×7×64→64), 1.22 (26×26×32→64), 1.24
     (28×28×16→64); ``VALID`` shapes 0.70–1.17, stride 2 a tie (0.89–1.08), one
-    input channel 0.46 — those stay ``"explicit"``. Every
+    input channel 0.46 — those stay ``"explicit"``. Those ratios predate
+    jaxcnn's allocator settings (``jaxcnn.training.allocator``), which sped up
+    im2col's large temporaries most: alone, explicit now wins all but the
+    16-channel shape; the rule stays because the training path still favours it
+    (a ResNet-20 step 589 ms with it against 719 ms all-explicit, BENCHMARKS.md). Every
     branch depends only on static shapes, the normalised config and the
     platform, so :func:`conv` and :func:`conv_backward` resolve a layer
     identically and the choice is fixed once per compilation.

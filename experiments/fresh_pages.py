@@ -6,7 +6,7 @@ The settings apply per process, at ``import jaxcnn``, so each sample is a fresh 
 rounds, each running one subprocess per (model, setting) in alternation (JAXCNN_KEEP_FREED_MEMORY=0, then 1).
 A subprocess compiles ``jax.jit`` of ``jaxcnn.loss_and_grad`` (the README's quick-start step; ``state=`` for
 resnet) at batch 128 (resnet 125), warms it up twice and times ``--steps`` calls; it reports the median
-ms/step and the minor page faults per step (``getrusage``). The table gives the medians over rounds and the
+ms/step and the minor page faults per step (``getrusage``): their mean (the table) and their median. The table gives the medians over rounds and the
 ratio off/on (above 1: the settings make the step faster).
 """
 
@@ -39,13 +39,14 @@ else:
     call = lambda: step(params, state)
 for _ in range(2):
     jax.block_until_ready(call())
-times, faults = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+times, faults = [], []
 for _ in range(steps):
-    start = time.perf_counter()
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(call())
     times.append(time.perf_counter() - start)
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
-print(statistics.median(times) * 1e3, faults, jaxcnn.training.allocator.applied)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(statistics.median(times) * 1e3, statistics.mean(faults), statistics.median(faults),
+      jaxcnn.training.allocator.applied)
 """
 
 
@@ -53,9 +54,9 @@ def sample(model: str, keep: str, steps: int):
     env = dict(os.environ, JAXCNN_KEEP_FREED_MEMORY=keep, JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", CHILD, model, str(steps)], env=env, capture_output=True, text=True,
                          check=True)
-    ms, faults, applied = out.stdout.split()
+    ms, faults, median_faults, applied = out.stdout.split()
     assert applied == ("True" if keep == "1" else "False"), (keep, applied)
-    return float(ms), float(faults)
+    return float(ms), float(faults), float(median_faults)
 
 
 def main(argv=None):
@@ -79,7 +80,9 @@ def main(argv=None):
     for model in args.models:
         off, on = samples[(model, "0")], samples[(model, "1")]
         row = dict(model=model, off_ms=statistics.median(s[0] for s in off), on_ms=statistics.median(s[0] for s in on),
-                   off_faults=statistics.median(s[1] for s in off), on_faults=statistics.median(s[1] for s in on))
+                   off_faults=statistics.median(s[1] for s in off), on_faults=statistics.median(s[1] for s in on),
+                   off_median_faults=statistics.median(s[2] for s in off),
+                   on_median_faults=statistics.median(s[2] for s in on))
         row["speedup"] = row["off_ms"] / row["on_ms"]
         rows.append(row)
         print(f"{model:8s} {row['off_ms']:12.1f} {row['on_ms']:11.1f} {row['speedup']:7.2f} "

@@ -112,6 +112,6 @@ def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses
     record = json.loads((tmp_path / "f.json").read_text())
     (row,) = record["rows"]
     assert row["model"] == "classic" and row["off_ms"] > 0 and row["on_ms"] > 0 and "off/on" in stdout
-    # the fact behind the lever, deterministic where the time is not: without the settings a step
-    # faults its ~100 MB of temporaries in anew, with them (glibc) it reuses most of them
-    assert row["off_faults"] > 20_000 and row["on_faults"] < row["off_faults"] / 2, row
+    # the fact behind the lever, deterministic where the time is not: without the settings every step
+    # faults its ~100 MB of temporaries in anew; with them (glibc) the typical (median) step reuses them
+    assert row["off_median_faults"] > 20_000 and row["on_median_faults"] < row["off_median_faults"] / 4, row

@@ -24,10 +24,12 @@ def f(x):  # a 9-slice im2col: a 56 MB temporary, the case that faulted
 f = jax.jit(f)
 for _ in range(3):
     f(x).block_until_ready()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+faults = []
+for _ in range(15):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     f(x).block_until_ready()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5, jaxcnn.training.allocator.applied)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(faults)[len(faults) // 2], jaxcnn.training.allocator.applied)
 """
 
 
@@ -44,6 +46,8 @@ def test_a_repeated_call_reuses_its_memory_and_the_switch_turns_it_off():
     fresh, not_applied = _faults("0")
     assert applied and not not_applied
     # 56 MB of temporaries = 13,700 pages of 4 KiB: without the settings every call faults them in anew.
+    # With them most calls fault nothing; a few still fault the whole buffer in (glibc places it anew
+    # now and then: BENCHMARKS.md, "Fresh pages"), hence the median over 15 calls.
     assert fresh > 13_000, fresh
     assert kept < fresh / 4, (kept, fresh)
 

@@ -71,3 +71,16 @@ def conv_cases(draw):
     assume(all(size >= 1 for size in sizes))  # the too-large window is its own test
     seed = draw(st.integers(0, 2**16))
     return (batch, *spatial, cin), (*window, cin // groups, cout), options, seed
+
+
+def small_pages_only() -> bool:
+    """Whether the kernel faults memory in 4 KiB pages, so that a buffer's page-fault count follows its size
+    (with transparent huge pages set to ``always`` it would fault in 2 MiB at a time)."""
+    import os  # noqa: PLC0415
+    import pathlib  # noqa: PLC0415
+
+    try:
+        thp = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        thp = ""
+    return os.sysconf("SC_PAGE_SIZE") == 4096 and "[always]" not in thp

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from jaxcnn.training import allocator
+from oracles import small_pages_only
 
 PROBE = r"""
 import resource, sys
@@ -41,6 +42,7 @@ def _faults(keep: str):
 
 
 @pytest.mark.skipif(allocator._glibc() is None, reason="the allocator settings are glibc's")
+@pytest.mark.skipif(not small_pages_only(), reason="fault counts assume 4 KiB pages (no transparent huge pages)")
 def test_a_repeated_call_reuses_its_memory_and_the_switch_turns_it_off():
     kept, applied = _faults("1")
     fresh, not_applied = _faults("0")

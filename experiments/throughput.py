@@ -333,31 +333,23 @@ def equinox_candidate(name, params, data):
 # ----------------------------------------------------------------------------- timing
 
 
-def _block(result):
-    if result is not None:
-        jax.block_until_ready(result)
-
-
 def interleaved(candidates: dict, rounds: int):
     """``candidates``: name -> round callable. One warm-up call each (a failure there makes the
-    candidate unavailable), then ``rounds`` interleaved timed calls. Returns name -> dict with
-    ``first_seconds`` and ``seconds`` (every timed round), or ``unavailable``."""
+    candidate unavailable), then ``rounds`` interleaved timed calls (``bench.interleaved_times``).
+    Returns name -> dict with ``first_seconds`` and ``seconds`` (every timed round), or ``unavailable``."""
     results, live = {}, {}
     for name, fn in candidates.items():
         start = time.perf_counter()
         try:
-            _block(fn())
+            jax.block_until_ready(fn())
         except Exception as error:  # pylint: disable=broad-except
             results[name] = {"unavailable": _reason(error)}
             traceback.print_exc(limit=3, file=sys.stderr)
             continue
-        results[name] = {"first_seconds": time.perf_counter() - start, "seconds": []}
+        results[name] = {"first_seconds": time.perf_counter() - start}
         live[name] = fn
-    for _ in range(rounds):
-        for name, fn in live.items():
-            start = time.perf_counter()
-            _block(fn())
-            results[name]["seconds"].append(time.perf_counter() - start)
+    for name, seconds in bench.interleaved_times(live, rounds, warm_up=False).items():
+        results[name]["seconds"] = seconds
     return results
 
 

@@ -18,25 +18,36 @@ import optax
 from jaxcnn.proof.gradients import loss_and_grad
 
 
-def interleaved_medians(candidates: dict, repeats: int = 5) -> dict:
-    """Median seconds per call of each zero-argument callable, timed in interleaved rounds.
+def interleaved_times(candidates: dict, repeats: int = 5, *, warm_up: bool = True) -> dict:
+    """Seconds of every timed call of each zero-argument callable, timed in interleaved rounds.
+
+    Round ``r`` calls every candidate once before round ``r + 1`` calls any; each call's result
+    is blocked on (``jax.block_until_ready``; results that are not JAX arrays pass through).
 
     Args:
-      candidates: name -> callable returning JAX arrays (blocked on each call).
-      repeats: number of rounds after one warm-up call per candidate.
+      candidates: name -> callable.
+      repeats: number of timed rounds.
+      warm_up: call each candidate once, untimed, first (compilation).
 
     Returns:
-      name -> median seconds.
+      name -> list of ``repeats`` seconds, in round order.
     """
-    for fn in candidates.values():
-        jax.block_until_ready(fn())
+    if warm_up:
+        for fn in candidates.values():
+            jax.block_until_ready(fn())
     times = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def interleaved_medians(candidates: dict, repeats: int = 5) -> dict:
+    """Median seconds per call of each zero-argument callable (:func:`interleaved_times`, after one
+    warm-up call per candidate): name -> median seconds."""
+    return {name: statistics.median(values) for name, values in interleaved_times(candidates, repeats).items()}
 
 
 def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:

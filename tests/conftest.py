@@ -4,12 +4,17 @@
 resolving a change); the default "ci" profile runs >= 50.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Training runs switch on the persistent compilation cache (jaxcnn.training.compile_cache): keep the
-# suite's programs in one directory of its own (shared with the CLI subprocesses), not in ~/.cache.
-os.environ.setdefault("JAXCNN_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxcnn-test-xla-cache-"))
+# suite's programs in one directory of its own (shared with the CLI subprocesses), not in ~/.cache,
+# and remove it when the session ends.
+if "JAXCNN_COMPILATION_CACHE" not in os.environ:
+    os.environ["JAXCNN_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxcnn-test-xla-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAXCNN_COMPILATION_CACHE"], ignore_errors=True)
 
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

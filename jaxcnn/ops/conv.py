@@ -18,6 +18,8 @@ dilation 1 only; :mod:`jaxcnn.ops.winograd`);
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import NamedTuple, Tuple
 
@@ -329,12 +331,35 @@ def _platform(x) -> str:
     return jax.default_backend()
 
 
-def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str) -> str:
+_FORWARD_ONLY = contextvars.ContextVar("jaxcnn_conv_forward_only", default=False)
+
+
+@contextlib.contextmanager
+def forward_only():
+    """Within this context ``impl="auto"`` resolves for a forward pass that is not differentiated.
+
+    Evaluation traces its model inside it (``jaxcnn.training.steps.make_evaluate``,
+    so ``jaxcnn train``'s per-epoch evaluation and ``jaxcnn eval``): the fastest
+    forward alone is not always the forward of the fastest training step
+    (:func:`resolve_impl`). The decision is taken at trace time, so enter the
+    context *inside* the function that ``jax.jit`` traces. Only speed depends on
+    it: every impl computes the same convolution, and a gradient taken inside the
+    context is still correct.
+    """
+    token = _FORWARD_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _FORWARD_ONLY.reset(token)
+
+
+def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str, *, forward_only=None) -> str:
     """The concrete impl behind ``impl`` (``"auto"`` is decided here, at trace time).
 
     Decision table for ``"auto"``, from fwd+bwd medians of
     ``experiments/benchmark.py`` and of grouped/strided/3-D cases timed the same
-    way (interleaved, batch 128, float32, 2-core CPU; numbers in BENCHMARKS.md):
+    way (interleaved, batch 128, float32, 2-core CPU; numbers in BENCHMARKS.md),
+    and, for the forward-only row, from whole evaluations:
 
     ===========  ===========================================================  ==============
     platform     shape / config                                               impl
@@ -342,8 +367,8 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     not ``cpu``  any (cuDNN / the TPU's convolution units; not measured)      ``"lax"``
     ``cpu``      patch matrix ``N·∏out·∏f·C_in > MAX_PATCH_ELEMENTS``         ``"lax"``
     ``cpu``      depthwise (``groups == C_in > 1``): a tie, 0.9–1.2×          ``"lax"``
-    ``cpu``      2-D, padded, stride 1, dilation 1, ``C_in >= 8`` (ResNet's   ``"lax"``
-                 3×3 ``SAME`` convs): lax 1.2–2.8× faster (below)
+    ``cpu``      *forward only* (:func:`forward_only`): 2-D, padded, stride   ``"lax"``
+                 1, dilation 1, ``C_in >= 8`` (ResNet's 3×3 ``SAME`` convs)
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
@@ -352,36 +377,36 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
     a tie for the 1-D one (0.7–1.1× across runs; ``"explicit"`` keeps the
     epoch a rolled scan), 1.7× for a 3×3×3 3-D conv, 1.2× at stride 2 and 3.4×
     with 4 groups (XLA:CPU's own convolution is slow, above all for its
-    gradients). Its forward alone is slower than ``lax`` once ``C_in`` is large
-    (conv2: 0.7×); ``"auto"`` optimises the training step. ``"fft"`` is never
-    chosen: it only pays for kernels far larger than those measured.
-    ``"winograd"`` is never chosen either, though its hand rule's fwd+bwd
-    measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers with 32–64
-    input channels (BENCHMARKS.md "Winograd"): ``jax.grad`` through its
+    gradients). ``"fft"`` is never chosen: it only pays for kernels far larger
+    than those measured. ``"winograd"`` is never chosen either, though its hand
+    rule's fwd+bwd measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers
+    with 32–64 input channels (BENCHMARKS.md "Winograd"): ``jax.grad`` through its
     forward (the default ``grad="autodiff"`` path) was 0.82× ``"explicit"``,
     its programs compile about 4× longer (a train step well past the 3 s
     target), it loses with 1–3 input channels, and F(4,3) costs a float32
-    digit. Padded 2-D convolutions with 8 or more input channels go to
-    ``lax``: XLA:CPU takes a much faster path for a padded convolution (its own
-    ``lax`` impl ran the 28×28×16→16 3×3 fwd+bwd in 37.6 ms ``SAME`` against
-    72.9 ms ``VALID``), while the explicit impl pays for the padded copy.
-    Measured fwd+bwd explicit/lax at batch 125 (``BENCHMARKS.md``, "ResNet's
-    convolutions", ``experiments/padded_conv_bench.py``): 3.15 (28×28×16→16
-    ``SAME``), 2.15 (14×14×32→32), 1.50 (7×7×64→64), 1.22 (26×26×32→64), 1.24
-    (28×28×16→64); ``VALID`` shapes 0.70–1.17, stride 2 a tie (0.89–1.08), one
-    input channel 0.46 — those stay ``"explicit"``. Those ratios predate
-    jaxcnn's allocator settings (``jaxcnn.training.allocator``), which sped up
-    im2col's large temporaries most: alone, explicit now wins all but the
-    16-channel shape; the rule stays because the training path still favours it
-    (a ResNet-20 step 589 ms with it against 719 ms all-explicit, BENCHMARKS.md). Every
-    branch depends only on static shapes, the normalised config and the
-    platform, so :func:`conv` and :func:`conv_backward` resolve a layer
-    identically and the choice is fixed once per compilation.
+    digit.
+
+    Padded 2-D convolutions (ResNet's): in a training step they stay
+    ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, Adam) ran
+    695 ms a step all-explicit (a rolled scan) against 1205 ms with ``lax`` for
+    these layers (unrolled, because XLA:CPU's convolution gradients are slow
+    inside a loop), BENCHMARKS.md "ResNet-20: one forward per step, explicit
+    convolutions". A forward alone is another matter: XLA:CPU takes a fast path
+    for a padded convolution, and the ResNet-20 evaluation of 10,000 test
+    images took 14.2 s with ``lax`` against 21–25 s all-explicit, while the
+    classic and lecture nets' ``VALID`` convolutions evaluate faster explicit
+    (5.3 against 6.1 s, 7.1 against 7.9 s). So the row applies under
+    :func:`forward_only` only. Every branch depends only on static shapes, the
+    normalised config, the platform and that context, so :func:`conv` and
+    :func:`conv_backward` resolve a layer identically within one trace and the
+    choice is fixed once per compilation.
 
     Args:
       impl: one of :data:`IMPLS`; anything but ``"auto"`` is returned unchanged.
       x_shape, w_shape: the operands' shapes; config: from :func:`conv_config`.
       platform: e.g. ``"cpu"`` (see :func:`_platform`).
+      forward_only: resolve for an undifferentiated forward; ``None`` = whether
+        the caller is inside :func:`forward_only`.
     """
     if impl != "auto":
         return impl
@@ -393,7 +418,8 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str)
         return "lax"
     padded = any(lo or hi for lo, hi in config.pairs)
     unit = all(s == 1 for s in config.stride) and all(d == 1 for d in config.dilation)
-    if rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS:
+    forward_only = _FORWARD_ONLY.get() if forward_only is None else forward_only
+    if forward_only and rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS:
         return "lax"
     return "explicit"
 

@@ -44,6 +44,13 @@ def backprop(model, params, x, labels, loss=softmax_cross_entropy, *, state=None
       ``(loss, grads)`` with ``grads`` shaped like ``params``; ``(loss, grads,
       new_state)`` when ``state`` is given.
     """
+    value, grads, new_state, _ = _backprop(model, params, x, labels, loss, state=state, key=key)
+    return (value, grads) if state is None else (value, grads, new_state)
+
+
+def _backprop(model, params, x, labels, loss, *, state, key):
+    """:func:`backprop` returning ``(loss, grads, new_state or None, logits)``."""
+    new_state = None
     if state is None and key is None:
         logits, residuals = model.forward(params, x)
     else:
@@ -51,7 +58,7 @@ def backprop(model, params, x, labels, loss=softmax_cross_entropy, *, state=None
                                                           key=key, train=True)
     value = loss(logits, labels)
     grads, _ = model.backward(params, residuals, HAND_RULES[loss](logits, labels))
-    return (value, grads) if state is None else (value, grads, new_state)
+    return value, grads, None if state is None else new_state, logits
 
 
 def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cross_entropy, state=None, key=None):
@@ -74,26 +81,39 @@ def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cro
     Returns:
       ``(loss, grads)``, or ``(loss, grads, new_state)`` when ``state`` is given;
       ``grads`` has the params' pytree structure. All three modes can be wrapped
-      in ``jax.jit``.
+      in ``jax.jit``. :func:`loss_grad_and_logits` also returns the logits.
+    """
+    value, grads, new_state, _ = loss_grad_and_logits(model, params, x, labels, mode=mode, loss=loss,
+                                                      state=state, key=key)
+    return (value, grads) if state is None else (value, grads, new_state)
+
+
+def loss_grad_and_logits(model, params, x, labels, *, mode="autodiff", loss=softmax_cross_entropy, state=None,
+                         key=None):
+    """:func:`loss_and_grad` that also returns the forward's logits: ``(loss, grads, new_state, logits)``.
+
+    ``new_state`` is ``None`` when ``state`` is not given. Use it for anything
+    computed from the training batch's logits (accuracy): a second
+    ``model.apply`` in the same jitted step is *not* merged with the forward
+    inside ``jax.value_and_grad`` by XLA's common-subexpression elimination
+    under ``mode="autodiff"`` (the linearized forward is a different program), and
+    cost a ResNet-20 training step about 40% (BENCHMARKS.md, "One forward per step").
+    Arguments as in :func:`loss_and_grad`.
     """
     _check(mode, loss, model, state, key)
     if mode == "backprop":
-        return backprop(model, params, x, labels, loss, state=state, key=key)
+        return _backprop(model, params, x, labels, loss, state=state, key=key)
     grad = mode
-    if state is not None or key is not None:
-        start = () if state is None else state
-
-        def objective_with_state(p):
-            logits, new_state = apply_with_state(model, p, start, x, key=key, train=True, grad=grad)
-            value = loss(logits, labels, grad=grad) if grad == "manual" else loss(logits, labels)
-            return value, new_state
-
-        (value, new_state), grads = jax.value_and_grad(objective_with_state, has_aux=True)(params)
-        return (value, grads) if state is None else (value, grads, new_state)
+    start = () if state is None else state
 
     def objective(p):
-        if grad == "manual":
-            return loss(model.apply(p, x, grad=grad), labels, grad=grad)
-        return loss(model.apply(p, x), labels)
+        if state is None and key is None:
+            logits = model.apply(p, x, grad=grad) if grad == "manual" else model.apply(p, x)
+            new_state = None
+        else:
+            logits, new_state = apply_with_state(model, p, start, x, key=key, train=True, grad=grad)
+        value = loss(logits, labels, grad=grad) if grad == "manual" else loss(logits, labels)
+        return value, (new_state, logits)
 
-    return jax.value_and_grad(objective)(params)
+    (value, (new_state, logits)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    return value, grads, None if state is None else new_state, logits

@@ -27,6 +27,7 @@ import optax
 from jax import lax
 
 from jaxcnn.nn.protocol import apply_with_state
+from jaxcnn.ops import conv as conv_lib
 from jaxcnn.ops.activations import log_softmax
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
@@ -121,12 +122,11 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         x = augment_lib.augment_batch(augment, jax.random.fold_in(augment_key, step_index), images[indices])
         y = labels[indices]
         key = jax.random.fold_in(dropout_key, step_index) if random else None
-        if stateful:
-            loss, grads, new_state = gradients.loss_and_grad(model, params, x, y, mode=grad, state=model_state, key=key)
-        else:
-            (loss, grads), new_state = gradients.loss_and_grad(model, params, x, y, mode=grad, key=key), model_state
-        # The same forward as inside loss_and_grad: XLA computes it once (CSE).
-        logits, _ = apply_with_state(model, params, model_state, x, key=key, train=True)
+        # The logits come out of the differentiated forward itself: a second apply here for the accuracy
+        # was not merged with it under autodiff (BENCHMARKS.md, "One forward per step").
+        loss, grads, new_state, logits = gradients.loss_grad_and_logits(
+            model, params, x, y, mode=grad, state=model_state if stateful else None, key=key)
+        new_state = new_state if stateful else model_state
         correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -174,7 +174,8 @@ def make_evaluate(model, mesh=None):
     """``evaluate(params, images, labels, mask[, model_state]) -> (loss_sum, correct)``, jitted.
 
     The model runs in evaluation mode: BatchNorm with its running statistics
-    (``model_state``), dropout off.
+    (``model_state``), dropout off, and ``impl="auto"`` convolutions resolved for a
+    forward alone (:func:`jaxcnn.ops.conv.forward_only`).
 
     Args:
       images: ``(B, E, H, W, C)``; labels, mask: ``(B, E)`` (see :class:`EvalSet`).
@@ -197,7 +198,8 @@ def make_evaluate(model, mesh=None):
 
     def evaluate(params, images, labels, mask, model_state=()):
         start = (jnp.float32(0), jnp.int32(0))
-        totals, _ = lax.scan(lambda t, b: batch_totals(params, model_state, t, b), start, (images, labels, mask))
+        with conv_lib.forward_only():  # traced inside: "auto" picks the fastest forward (conv.resolve_impl)
+            totals, _ = lax.scan(lambda t, b: batch_totals(params, model_state, t, b), start, (images, labels, mask))
         return totals
 
     return jax.jit(evaluate, out_shardings=parallel.replicated(mesh))

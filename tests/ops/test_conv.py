@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from jaxcnn import conv, conv_backward, conv_output_size
-from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, resolve_impl, transpose_kernel
+from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, forward_only, resolve_impl, transpose_kernel
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
 # "auto" has its own tests below (it resolves to one of these at trace time).
@@ -245,13 +245,22 @@ def test_auto_decision_table():
     big = (MAX_PATCH_ELEMENTS // (9 * 64) + 1, 3, 3, 64)  # one output pixel per example
     assert _resolve(big, (3, 3, 64, 8), "cpu") == "lax"
     assert _resolve((1, 3, 3, 64), (3, 3, 64, 8), "cpu") == "explicit"
-    # padded 2-D, stride 1, >= 8 input channels: lax (ResNet's 3×3 SAME convs); not at stride 2, not C_in = 1, not 1-D
-    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding="SAME") == "lax"
-    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding=[(1, 0), (0, 0)]) == "lax"
-    assert _resolve((125, 28, 28, 16), (3, 3, 16, 32), "cpu", padding="SAME", stride=2) == "explicit"
-    assert _resolve((125, 28, 28, 1), (3, 3, 1, 16), "cpu", padding="SAME") == "explicit"
-    assert _resolve((125, 28, 28, 16), (3, 3, 16, 16), "cpu", padding="SAME", dilation=2) == "explicit"
-    assert _resolve((4, 256, 16), (5, 16, 32), "cpu", padding="SAME") == "explicit"
+    # padded 2-D, stride 1, >= 8 input channels (ResNet's 3×3 SAME convs): explicit for training, lax for a
+    # forward alone (forward_only); not at stride 2, not C_in = 1, not 1-D, not dilated
+    resnet = ((125, 28, 28, 16), (3, 3, 16, 16))
+    assert _resolve(*resnet, "cpu", padding="SAME") == "explicit"
+    with forward_only():
+        assert _resolve(*resnet, "cpu", padding="SAME") == "lax"
+        assert _resolve(*resnet, "cpu", padding=[(1, 0), (0, 0)]) == "lax"
+        assert _resolve(*classic, "cpu") == "explicit"  # VALID: explicit evaluates faster
+        assert _resolve((125, 28, 28, 16), (3, 3, 16, 32), "cpu", padding="SAME", stride=2) == "explicit"
+        assert _resolve((125, 28, 28, 1), (3, 3, 1, 16), "cpu", padding="SAME") == "explicit"
+        assert _resolve(*resnet, "cpu", padding="SAME", dilation=2) == "explicit"
+        assert _resolve((4, 256, 16), (5, 16, 32), "cpu", padding="SAME") == "explicit"
+        assert _resolve(*resnet, "gpu", padding="SAME") == "lax"
+    assert _resolve(*resnet, "cpu", padding="SAME") == "explicit"  # the context is left behind
+    config = conv_config(*resnet, stride=1, padding="SAME", dilation=1, groups=1)
+    assert resolve_impl("auto", *resnet, config, "cpu", forward_only=True) == "lax"
     for impl in CONCRETE_IMPLS:  # concrete names pass through
         assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
                                                         dilation=1, groups=1), "gpu") == impl

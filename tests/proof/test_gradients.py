@@ -199,3 +199,30 @@ def test_loss_and_grad_errors():
         loss_and_grad(model, params, x, labels, mode="backprop", loss=lambda z, y: jnp.sum(z))
     value, _ = loss_and_grad(model, params, x, labels, loss=lambda z, y: jnp.sum(z ** 2))
     assert np.isfinite(float(value))
+
+
+@pytest.mark.parametrize("name", ["classic", "resnet", "classic-dropout"])
+def test_loss_grad_and_logits_returns_the_forwards_logits(x64, name):
+    """The logits come from the differentiated forward: equal to a plain apply in training mode, in every mode,
+    and the loss, gradient and state equal loss_and_grad's."""
+    model = models.MODELS[name]()
+    _, params, state = layers.init_with_state(model, jax.random.PRNGKey(0), (-1, 28, 28, 1))
+    params, state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, state))
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1), jnp.float64)
+    labels = jnp.array([0, 4, 2, 9])
+    extra = {"state": state if "state" in model.needs else None,
+             "key": jax.random.PRNGKey(7) if "key" in model.needs else None}
+    expected, _ = layers.apply_with_state(model, params, state, x, key=extra["key"], train=True)
+    for mode in MODES:
+        value, grads, new_state, logits = jaxcnn.proof.gradients.loss_grad_and_logits(
+            model, params, x, labels, mode=mode, **extra)
+        assert_close(logits, expected, rtol=1e-12, err_msg=mode)
+        reference = loss_and_grad(model, params, x, labels, mode=mode, **extra)
+        assert_close(value, reference[0], rtol=1e-12)
+        for g, e in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(reference[1])):
+            assert_close(g, e, rtol=1e-12, err_msg=mode)
+        if extra["state"] is None:
+            assert new_state is None
+        else:
+            for s, e in zip(jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(reference[2])):
+                assert_close(s, e, rtol=1e-12, err_msg=mode)

@@ -390,8 +390,7 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, Adam) ran
     695 ms a step all-explicit (a rolled scan) against 1205 ms with ``lax`` for
     these layers (unrolled, because XLA:CPU's convolution gradients are slow
-    inside a loop), BENCHMARKS.md "ResNet-20: one forward per step, explicit
-    convolutions". A forward alone is another matter: XLA:CPU takes a fast path
+    inside a loop), BENCHMARKS.md "One forward per step". A forward alone is another matter: XLA:CPU takes a fast path
     for a padded convolution, and the ResNet-20 evaluation of 10,000 test
     images took 14.2 s with ``lax`` against 21–25 s all-explicit, while the
     classic and lecture nets' ``VALID`` convolutions evaluate faster explicit

@@ -1,0 +1,139 @@
+"""ResNet-20 on the CPU: the training chunk and the evaluation, candidate against candidate, in one interleaved run.
+
+    python experiments/resnet_levers.py --chunks auto:autodiff:unrolled explicit:autodiff:rolled \\
+        explicit:manual:rolled --second-forward --evals resnet:auto:500 resnet:explicit:500 --rounds 4
+
+``--chunks`` times ``jaxcnn.training.steps.make_train_chunk`` (what ``jaxcnn train`` compiles) on 8 steps of a
+random 5,000-image set, batch 125, AdamW, augment none, one call per round; a candidate is ``IMPL:GRAD:LOOP``
+(``IMPL`` the model's conv impl, or ``auto-before``: ``auto`` as it resolved before 2026-12-01's change, padded
+3×3 convs through ``lax`` in training too; ``GRAD`` a gradient mode; ``LOOP`` ``rolled`` or ``unrolled`` scan).
+``--second-forward`` adds, for each candidate, the step as it was before the step took its accuracy from the
+differentiated forward: the accuracy's logits come from a second ``apply`` (suffix ``+2fwd``).
+``--evals`` times ``steps.make_evaluate`` on 10,000 random test images; a candidate is ``MODEL:IMPL:BATCH``
+(``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.conv.forward_only`, as evaluation does).
+Prints ms per training step and seconds per evaluation, medians over ``--rounds`` interleaved rounds with every
+round's value, the CPU model and the float32 matmul rate measured before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxcnn
+from jaxcnn.nn import models
+from jaxcnn.nn.protocol import apply_with_state, init_with_state
+from jaxcnn.ops import conv as conv_lib
+from jaxcnn.proof import gradients
+from jaxcnn.training import bench, steps
+
+CHUNK, BATCH, TRAIN, TEST = 8, 125, 5000, 10000
+
+
+@contextlib.contextmanager
+def second_forward():
+    """The step as before: ``loss_grad_and_logits``'s logits replaced by a second ``apply`` in training mode."""
+    original = gradients.loss_grad_and_logits
+
+    def separate(model, params, x, labels, *, mode, state=None, key=None, **kwargs):
+        value, grads, new_state, _ = original(model, params, x, labels, mode=mode, state=state, key=key, **kwargs)
+        logits, _ = apply_with_state(model, params, () if state is None else state, x, key=key, train=True)
+        return value, grads, new_state, logits
+
+    gradients.loss_grad_and_logits = separate
+    try:
+        yield
+    finally:
+        gradients.loss_grad_and_logits = original
+
+
+def chunk_candidate(spec: str, images, labels, twice: bool):
+    impl, grad, loop = spec.split(":")
+    if loop not in ("rolled", "unrolled"):
+        raise SystemExit(f"LOOP must be rolled or unrolled, got {loop!r} in {spec!r}")
+    before = impl == "auto-before"
+    model, tx = models.resnet(impl="auto" if before else impl), optax.adamw(1e-3)
+    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    opt_state = tx.init(params)
+    key, index = jax.random.key(3), jnp.int32(0)
+    with second_forward() if twice else contextlib.nullcontext(), \
+            conv_lib.forward_only() if before else contextlib.nullcontext():
+        start = time.perf_counter()
+        compiled = steps.make_train_chunk(
+            model, tx, grad=grad, augment="none", batch_size=BATCH, steps_per_epoch=TRAIN // BATCH, chunk=CHUNK,
+            unroll=loop == "unrolled").lower(params, opt_state, images, labels, key, index, state).compile()
+        seconds = time.perf_counter() - start
+    box = [(params, opt_state, state)]
+
+    def call():
+        out = compiled(*box[0][:2], images, labels, key, index, box[0][2])
+        box[0] = (out[0], out[1], out[-1])
+        return out[2]
+
+    return call, seconds
+
+
+def eval_candidate(spec: str, images, labels):
+    name, impl, batch = spec.split(":")
+    test = steps.batch_for_eval(images, labels, int(batch))
+    model = models.get_model(name, impl=impl)
+    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    evaluate = steps.make_evaluate(model)
+    start = time.perf_counter()
+    compiled = evaluate.lower(params, test.images, test.labels, test.mask, *([state] if state != () else [])).compile()
+    seconds = time.perf_counter() - start
+    extra = [state] if state != () else []
+    return (lambda: compiled(params, test.images, test.labels, test.mask, *extra)), seconds
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", nargs="*", default=["auto-before:autodiff:unrolled", "auto:autodiff:rolled"])
+    parser.add_argument("--second-forward", action="store_true")
+    parser.add_argument("--evals", nargs="*", default=["resnet:auto:500", "resnet:explicit:500"])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    train_images = jnp.asarray(rng.random((TRAIN, 28, 28, 1), np.float32))
+    train_labels = jnp.asarray(rng.integers(0, 10, TRAIN, np.int32))
+    test_images = rng.random((TEST, 28, 28, 1), np.float32)
+    test_labels = rng.integers(0, 10, TEST, np.int32)
+    candidates, compile_seconds = {}, {}
+    for spec in args.chunks:
+        for twice in (False, True) if args.second_forward else (False,):
+            name = f"chunk {spec}{'+2fwd' if twice else ''}"
+            candidates[name], compile_seconds[name] = chunk_candidate(spec, train_images, train_labels, twice)
+            print(f"compiled {name} in {compile_seconds[name]:.1f} s", flush=True)
+    for spec in args.evals:
+        name = f"eval {spec}"
+        candidates[name], compile_seconds[name] = eval_candidate(spec, test_images, test_labels)
+        print(f"compiled {name} in {compile_seconds[name]:.1f} s", flush=True)
+    rate_before = bench.matmul_flops_per_second(1024, 5) / 1e9
+    times = bench.interleaved_times(candidates, args.rounds)
+    rate_after = bench.matmul_flops_per_second(1024, 5) / 1e9
+    print(f"CPU {bench.cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
+          f"{rate_before:.0f} GFLOP/s before, {rate_after:.0f} after")
+    results = {}
+    for name, values in times.items():
+        per = [v / CHUNK * 1e3 for v in values] if name.startswith("chunk") else values
+        unit = "ms/step" if name.startswith("chunk") else "s"
+        results[name] = {"median": statistics.median(per), "rounds": per, "unit": unit,
+                         "compile_seconds": compile_seconds[name]}
+        print(f"{name:42s} {statistics.median(per):9.2f} {unit}   rounds {[round(v, 2) for v in per]}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump({"cpu": bench.cpu_model(), "matmul_gflops": [rate_before, rate_after], "results": results},
+                      handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,12 +4,12 @@
         explicit:manual:rolled --second-forward --evals resnet:auto:500 resnet:explicit:500 --rounds 4
 
 ``--chunks`` times ``jaxcnn.training.steps.make_train_chunk`` (what ``jaxcnn train`` compiles) on 8 steps of a
-random 5,000-image set, batch 125, AdamW, augment none, one call per round; a candidate is ``IMPL:GRAD:LOOP``
+random 5,000-image set (40 batches of ``--batch`` 125), AdamW, augment none, one call per round; a candidate is ``IMPL:GRAD:LOOP``
 (``IMPL`` the model's conv impl, or ``auto-before``: ``auto`` as it resolved before 2026-12-01's change, padded
 3×3 convs through ``lax`` in training too; ``GRAD`` a gradient mode; ``LOOP`` ``rolled`` or ``unrolled`` scan).
 ``--second-forward`` adds, for each candidate, the step as it was before the step took its accuracy from the
 differentiated forward: the accuracy's logits come from a second ``apply`` (suffix ``+2fwd``).
-``--evals`` times ``steps.make_evaluate`` on 10,000 random test images; a candidate is ``MODEL:IMPL:BATCH``
+``--evals`` times ``steps.make_evaluate`` on ``--test-images`` 10,000 random test images; a candidate is ``MODEL:IMPL:BATCH``
 (``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.conv.forward_only`, as evaluation does).
 Prints ms per training step and seconds per evaluation, medians over ``--rounds`` interleaved rounds with every
 round's value, the CPU model and the float32 matmul rate measured before and after.
@@ -35,7 +35,7 @@ from jaxcnn.ops import conv as conv_lib
 from jaxcnn.proof import gradients
 from jaxcnn.training import bench, steps
 
-CHUNK, BATCH, TRAIN, TEST = 8, 125, 5000, 10000
+CHUNK, STEPS_PER_EPOCH = 8, 40
 
 
 @contextlib.contextmanager
@@ -55,7 +55,7 @@ def second_forward():
         gradients.loss_grad_and_logits = original
 
 
-def chunk_candidate(spec: str, images, labels, twice: bool):
+def chunk_candidate(spec: str, images, labels, twice: bool, batch: int):
     impl, grad, loop = spec.split(":")
     if loop not in ("rolled", "unrolled"):
         raise SystemExit(f"LOOP must be rolled or unrolled, got {loop!r} in {spec!r}")
@@ -68,7 +68,7 @@ def chunk_candidate(spec: str, images, labels, twice: bool):
             conv_lib.forward_only() if before else contextlib.nullcontext():
         start = time.perf_counter()
         compiled = steps.make_train_chunk(
-            model, tx, grad=grad, augment="none", batch_size=BATCH, steps_per_epoch=TRAIN // BATCH, chunk=CHUNK,
+            model, tx, grad=grad, augment="none", batch_size=batch, steps_per_epoch=STEPS_PER_EPOCH, chunk=CHUNK,
             unroll=loop == "unrolled").lower(params, opt_state, images, labels, key, index, state).compile()
         seconds = time.perf_counter() - start
     box = [(params, opt_state, state)]
@@ -100,18 +100,21 @@ def main(argv=None) -> None:
     parser.add_argument("--second-forward", action="store_true")
     parser.add_argument("--evals", nargs="*", default=["resnet:auto:500", "resnet:explicit:500"])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=125, help="training batch (the epoch has 40 of them)")
+    parser.add_argument("--test-images", type=int, default=10_000)
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    train_images = jnp.asarray(rng.random((TRAIN, 28, 28, 1), np.float32))
-    train_labels = jnp.asarray(rng.integers(0, 10, TRAIN, np.int32))
-    test_images = rng.random((TEST, 28, 28, 1), np.float32)
-    test_labels = rng.integers(0, 10, TEST, np.int32)
+    train = STEPS_PER_EPOCH * args.batch
+    train_images = jnp.asarray(rng.random((train, 28, 28, 1), np.float32))
+    train_labels = jnp.asarray(rng.integers(0, 10, train, np.int32))
+    test_images = rng.random((args.test_images, 28, 28, 1), np.float32)
+    test_labels = rng.integers(0, 10, args.test_images, np.int32)
     candidates, compile_seconds = {}, {}
     for spec in args.chunks:
         for twice in (False, True) if args.second_forward else (False,):
             name = f"chunk {spec}{'+2fwd' if twice else ''}"
-            candidates[name], compile_seconds[name] = chunk_candidate(spec, train_images, train_labels, twice)
+            candidates[name], compile_seconds[name] = chunk_candidate(spec, train_images, train_labels, twice, args.batch)
             print(f"compiled {name} in {compile_seconds[name]:.1f} s", flush=True)
     for spec in args.evals:
         name = f"eval {spec}"

@@ -118,3 +118,15 @@ def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses
 
     if small_pages_only():
         assert row["off_median_faults"] > 20_000 and row["on_median_faults"] < row["off_median_faults"] / 4, row
+
+
+@pytest.mark.slow
+def test_resnet_levers_times_chunks_with_and_without_the_second_forward(tmp_path):
+    stdout = _run("resnet_levers.py", "--chunks", "auto:autodiff:rolled", "--second-forward", "--evals",
+                  "resnet:auto:16", "--rounds", 1, "--batch", 4, "--test-images", 32, "--out", tmp_path / "r.json")
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert set(record["results"]) == {"chunk auto:autodiff:rolled", "chunk auto:autodiff:rolled+2fwd",
+                                      "eval resnet:auto:16"}
+    assert all(r["median"] > 0 and len(r["rounds"]) == 1 and r["compile_seconds"] > 0
+               for r in record["results"].values())
+    assert "ms/step" in stdout and "GFLOP/s" in stdout

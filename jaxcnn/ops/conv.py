@@ -387,14 +387,14 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     digit.
 
     Padded 2-D convolutions (ResNet's): in a training step they stay
-    ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, Adam) ran
-    695 ms a step all-explicit (a rolled scan) against 1205 ms with ``lax`` for
+    ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, AdamW) ran
+    718 ms a step all-explicit (a rolled scan) against 1266 ms with ``lax`` for
     these layers (unrolled, because XLA:CPU's convolution gradients are slow
-    inside a loop), BENCHMARKS.md "One forward per step". A forward alone is another matter: XLA:CPU takes a fast path
-    for a padded convolution, and the ResNet-20 evaluation of 10,000 test
-    images took 14.2 s with ``lax`` against 21–25 s all-explicit, while the
-    classic and lecture nets' ``VALID`` convolutions evaluate faster explicit
-    (5.3 against 6.1 s, 7.1 against 7.9 s). So the row applies under
+    inside a loop), BENCHMARKS.md "One forward per step". A forward alone is
+    another matter: XLA:CPU takes a fast path for a padded convolution, and the
+    ResNet-20 evaluation of 10,000 test images took 13.6 s with ``lax`` for them
+    against 23.4 s all-explicit, while the classic net's ``VALID`` convolutions
+    evaluate faster explicit (5.63 against 6.04 s). So the row applies under
     :func:`forward_only` only. Every branch depends only on static shapes, the
     normalised config, the platform and that context, so :func:`conv` and
     :func:`conv_backward` resolve a layer identically within one trace and the

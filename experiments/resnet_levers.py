@@ -87,10 +87,10 @@ def eval_candidate(spec: str, images, labels):
     model = models.get_model(name, impl=impl)
     _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
     evaluate = steps.make_evaluate(model)
-    start = time.perf_counter()
-    compiled = evaluate.lower(params, test.images, test.labels, test.mask, *([state] if state != () else [])).compile()
-    seconds = time.perf_counter() - start
     extra = [state] if state != () else []
+    start = time.perf_counter()
+    compiled = evaluate.lower(params, test.images, test.labels, test.mask, *extra).compile()
+    seconds = time.perf_counter() - start
     return (lambda: compiled(params, test.images, test.labels, test.mask, *extra)), seconds
 
 

@@ -10,7 +10,9 @@ random 5,000-image set (40 batches of ``--batch`` 125), AdamW, augment none, one
 ``--second-forward`` adds, for each candidate, the step as it was before the step took its accuracy from the
 differentiated forward: the accuracy's logits come from a second ``apply`` (suffix ``+2fwd``).
 ``--evals`` times ``steps.make_evaluate`` on ``--test-images`` 10,000 random test images; a candidate is ``MODEL:IMPL:BATCH``
-(``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.conv.forward_only`, as evaluation does).
+(``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.conv.forward_only`, as evaluation does; ``auto-unchunked`` is
+that resolution as it was before the chunked explicit forward: ``lax`` for every padded 3×3 conv with >= 8 input
+channels, the explicit forward's patches in one piece).
 Prints ms per training step and seconds per evaluation, medians over ``--rounds`` interleaved rounds with every
 round's value, the CPU model and the float32 matmul rate measured before and after.
 """
@@ -81,15 +83,29 @@ def chunk_candidate(spec: str, images, labels, twice: bool, batch: int):
     return call, seconds
 
 
+@contextlib.contextmanager
+def unchunked_auto():
+    """``auto`` for a forward alone as before the chunked explicit forward: ``lax`` for every padded
+    stride-1 2-D conv with >= 8 input channels, the explicit forward's patch matrix in one piece."""
+    saved = conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES
+    conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES = 2**62, 2**62
+    try:
+        yield
+    finally:
+        conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES = saved
+
+
 def eval_candidate(spec: str, images, labels):
     name, impl, batch = spec.split(":")
     test = steps.batch_for_eval(images, labels, int(batch))
-    model = models.get_model(name, impl=impl)
+    before = impl == "auto-unchunked"
+    model = models.get_model(name, impl="auto" if before else impl)
     _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
     evaluate = steps.make_evaluate(model)
     extra = [state] if state != () else []
     start = time.perf_counter()
-    compiled = evaluate.lower(params, test.images, test.labels, test.mask, *extra).compile()
+    with unchunked_auto() if before else contextlib.nullcontext():
+        compiled = evaluate.lower(params, test.images, test.labels, test.mask, *extra).compile()
     seconds = time.perf_counter() - start
     return (lambda: compiled(params, test.images, test.labels, test.mask, *extra)), seconds
 

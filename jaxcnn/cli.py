@@ -93,7 +93,9 @@ def _add_train_parser(commands) -> None:
     flag("--dataset", help='mnist (TFDS, else the bundled sample), mnist-sample, fashion_mnist, cifar10, '
                            f'idx:DIR, or another TFDS name (default {defaults.dataset})')
     flag("--data-dir", help="TFDS data directory (default: TFDS' own)")
-    flag("--grad", choices=gradients.MODES, help=f"gradient mode (default {defaults.grad})")
+    flag("--grad", choices=gradients.MODES,
+         help="gradient mode (default: " + ", ".join(f"{mode} for {model}" for model, mode in train.DEFAULT_GRAD.items())
+         + f", {train.default_grad('')} otherwise)")
     flag("--impl", choices=train.conv_impls(), help=f"convolution implementation (default {defaults.impl})")
     flag("--optimizer", choices=train.OPTIMIZERS, help=f"optimizer (default {defaults.optimizer})")
     flag("--lr", type=_positive_float, help=f"peak learning rate (default per optimizer: {train.DEFAULT_LR})")

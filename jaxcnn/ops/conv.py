@@ -12,8 +12,9 @@ y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). Four impls compute it: ``"lax"`` wi
 ``lax.conv_general_dilated``, ``"explicit"`` with patches and one GEMM,
 ``"fft"`` with the convolution theorem (seed 000, :mod:`jaxcnn.fft`), and
 ``"winograd"`` with F(4×4, 3×3)/F(2×2, 3×3) tiles (3-tap/3×3 kernels, stride 1,
-dilation 1 only; :mod:`jaxcnn.ops.winograd`);
-``"auto"`` picks one of them per backend and shape (:func:`resolve_impl`).
+dilation 1 only; :mod:`jaxcnn.ops.winograd`), and ``"hybrid"``, ``lax``'s
+forward with a hand rule split between ``lax`` (``x̄``) and im2col (``w̄``);
+``"auto"`` picks one of them per backend, shape and gradient mode (:func:`resolve_impl`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from jaxcnn.ops import patches as patches_lib
 from jaxcnn.ops.fft import fft_backward, fft_forward
 from jaxcnn.ops import winograd as winograd_lib
 
-CONCRETE_IMPLS = ("lax", "explicit", "fft", "winograd")
+CONCRETE_IMPLS = ("lax", "explicit", "fft", "winograd", "hybrid")
 IMPLS = (*CONCRETE_IMPLS, "auto")
 
 
@@ -167,6 +168,16 @@ def _lax_forward(x, w, config: ConvConfig):
     )
 
 
+def _lax_input_grad(dy, x, w, config: ConvConfig):
+    """``x̄``: the lecture's rule as one ``lax`` correlation (see :func:`_lax_backward`)."""
+    rank = w.ndim - 2
+    return lax.conv_general_dilated(
+        dy, transpose_kernel(w, config.groups), window_strides=(1,) * rank,
+        padding=input_grad_padding(x.shape, w.shape[:rank], config), lhs_dilation=config.stride,
+        rhs_dilation=config.dilation, dimension_numbers=_dims(rank), feature_group_count=config.groups,
+    )
+
+
 def _lax_backward(dy, x, w, config: ConvConfig):
     """Hand rule with ``lax.conv_general_dilated`` (seed 001, seed 002).
 
@@ -182,19 +193,13 @@ def _lax_backward(dy, x, w, config: ConvConfig):
     """
     rank = w.ndim - 2
     window = w.shape[:rank]
-    dims = _dims(rank)
-    dx = lax.conv_general_dilated(
-        dy, transpose_kernel(w, config.groups), window_strides=(1,) * rank,
-        padding=input_grad_padding(x.shape, window, config), lhs_dilation=config.stride,
-        rhs_dilation=config.dilation, dimension_numbers=dims, feature_group_count=config.groups,
-    )
-    spatial = dims[1][:-2]
+    spatial = _dims(rank)[1][:-2]
     dw = lax.conv_general_dilated(
         x, dy, window_strides=config.dilation, padding=kernel_grad_padding(x.shape, window, config),
         rhs_dilation=config.stride, batch_group_count=config.groups,
         dimension_numbers=("C" + spatial + "N", "I" + spatial + "O", spatial + "NC"),
     )
-    return dx, dw
+    return _lax_input_grad(dy, x, w, config), dw
 
 
 # ------------------------------------------------------------- explicit impl
@@ -231,13 +236,23 @@ def _explicit_forward(x, w, config: ConvConfig):
     """
     rank = w.ndim - 2
     window, (cin_g, cout), groups = w.shape[:rank], w.shape[rank:], config.groups
-    patches, out = _patch_matrix(x, window, config)
-    if groups == 1:
-        y = patches.reshape(patches.shape[0], -1) @ w.reshape(-1, cout)
-    else:
-        grouped = patches.reshape(*patches.shape[:2], groups, cin_g)
-        y = jnp.einsum("mkgi,kigo->mgo", grouped, w.reshape(-1, cin_g, groups, cout // groups))
-    return y.reshape(x.shape[0], *out, cout)
+    out = padding_lib.output_spatial(x.shape[1:-1], window, config.pairs, config.stride, config.dilation)
+
+    def chunk_forward(x_chunk):
+        patches, _ = _patch_matrix(x_chunk, window, config)
+        if groups == 1:
+            y = patches.reshape(patches.shape[0], -1) @ w.reshape(-1, cout)
+        else:
+            grouped = patches.reshape(*patches.shape[:2], groups, cin_g)
+            y = jnp.einsum("mkgi,kigo->mgo", grouped, w.reshape(-1, cin_g, groups, cout // groups))
+        return y.reshape(x_chunk.shape[0], *out, cout)
+
+    if not _FORWARD_ONLY.get():  # differentiated: one patch matrix, which jax.grad keeps for w̄ = Pᵀ Ȳ
+        return chunk_forward(x)
+    # a forward alone: chunk by chunk, each chunk's patches used while in cache (:data:`PATCH_CHUNK_BYTES`)
+    chunk = padding_lib.batch_chunk(x.shape[0], _patch_bytes(x, out, window), PATCH_CHUNK_BYTES)
+    y = patches_lib.map_batch_chunks(chunk_forward, chunk, x)
+    return y.reshape(-1, *y.shape[2:])[:x.shape[0]]
 
 
 def _explicit_backward(dy, x, w, config: ConvConfig):
@@ -271,29 +286,93 @@ def _explicit_backward(dy, x, w, config: ConvConfig):
     """
     rank = w.ndim - 2
     window, (cin_g, cout), groups = w.shape[:rank], w.shape[rank:], config.groups
-    patches, out = _patch_matrix(x, window, config)
+    patches_shape = (math.prod(window), x.shape[-1])
+    out = padding_lib.output_spatial(x.shape[1:-1], window, config.pairs, config.stride, config.dilation)
+    dw = _patch_kernel_grad(x, dy, w, config, chunked=False)
     dy_matrix = dy.reshape(-1, cout)
     if groups == 1:
-        kernel = w.reshape(-1, cout)
-        dw = patches.reshape(patches.shape[0], -1).T @ dy_matrix
-        dpatches = dy_matrix @ kernel.T
+        dpatches = dy_matrix @ w.reshape(-1, cout).T
     else:
-        grouped = patches.reshape(*patches.shape[:2], groups, cin_g)
         dy_grouped = dy_matrix.reshape(-1, groups, cout // groups)
         kernel = w.reshape(-1, cin_g, groups, cout // groups)
-        dw = jnp.einsum("mkgi,mgo->kigo", grouped, dy_grouped)
         dpatches = jnp.einsum("mgo,kigo->mkgi", dy_grouped, kernel)
-    dpatches = dpatches.reshape(x.shape[0], *out, *patches.shape[1:])
+    dpatches = dpatches.reshape(x.shape[0], *out, *patches_shape)
     padded = padding_lib.padded_spatial(x.shape[1:-1], config.pairs)
     dx_padded = patches_lib.fold_patches(dpatches, padded, window, config.stride, config.dilation)
     dx = patches_lib.pad_spatial(dx_padded, [(-lo, -hi) for lo, hi in config.pairs])
-    return dx, dw.reshape(w.shape)
+    return dx, dw
+
+
+#: The hand rule's ``W̄ = Pᵀ Ȳ``, and the explicit forward alone (:func:`forward_only`), run
+#: over batch chunks whose patch matrix takes at most this many bytes, so each chunk's
+#: patches stay in cache between being built and being multiplied. On ResNet-20's layers
+#: at batch 125 (2-core EPYC, inside a rolled scan) this took the 28×28×16→16 kernel
+#: gradient from 20–33 to 12–21 ms (BENCHMARKS.md "The hybrid impl").
+PATCH_CHUNK_BYTES = 5 * 2**19  # 2.5 MiB: 5 examples of 28×28×16, 11 of 14×14×32 at 3×3
+
+
+def _patch_bytes(x, out, window) -> int:
+    """Bytes of one example's patch matrix."""
+    return math.prod(out) * math.prod(window) * x.shape[-1] * x.dtype.itemsize
+
+
+def _patch_kernel_grad(x, dy, w, config: ConvConfig, *, chunked: bool):
+    """``W̄ = Pᵀ Ȳ``: the kernel gradient as GEMMs on the forward's patch matrix.
+
+    .. math::
+       \\bar{w}[k, i, g, o] = \\sum_{(n, p)} P[(n, p), k, g, i] \\; \\bar{y}[(n, p), g, o]
+
+    ``chunked``: the sum over ``n`` runs chunk by chunk (:data:`PATCH_CHUNK_BYTES`,
+    :func:`jaxcnn.ops.patches.map_batch_chunks`; zero-padded examples add 0). The
+    ``"hybrid"`` impl chunks, because its forward builds no patch matrix; the
+    ``"explicit"`` hand rule does not, because its one patch matrix is the
+    forward's (XLA computes it once for both): chunked, it measured 1.3× slower.
+    """
+    rank = w.ndim - 2
+    window, (cin_g, cout), groups = w.shape[:rank], w.shape[rank:], config.groups
+
+    def chunk_grad(x_chunk, dy_chunk):
+        patches, _ = _patch_matrix(x_chunk, window, config)
+        dy_matrix = dy_chunk.reshape(-1, cout)
+        if groups == 1:
+            return patches.reshape(patches.shape[0], -1).T @ dy_matrix
+        grouped = patches.reshape(*patches.shape[:2], groups, cin_g)
+        return jnp.einsum("mkgi,mgo->kigo", grouped, dy_matrix.reshape(-1, groups, cout // groups))
+
+    if not chunked:
+        return chunk_grad(x, dy).reshape(w.shape)
+    chunk = padding_lib.batch_chunk(x.shape[0], _patch_bytes(x, dy.shape[1:-1], window), PATCH_CHUNK_BYTES)
+    return jnp.sum(patches_lib.map_batch_chunks(chunk_grad, chunk, x, dy), axis=0).reshape(w.shape)
+
+
+# --------------------------------------------------------------- hybrid impl
+
+
+def _hybrid_backward(dy, x, w, config: ConvConfig):
+    """Hand rule split between XLA's convolution and one GEMM (seed 001, seed 002).
+
+    The forward is ``lax``'s. ``x̄`` is the lecture's rule, the full-padded ``ȳ``
+    correlated with the 180°-rotated, channel-swapped kernel, run as one
+    ``lax`` correlation (:func:`_lax_backward`'s first line); ``w̄`` is im2col's
+    ``Pᵀ Ȳ`` (:func:`_explicit_backward`):
+
+    .. math::
+       \\bar{x} = \\mathrm{corr}(\\mathrm{pad}(\\mathrm{dilate}_s(\\bar{y})),\\, \\mathrm{rot}_{180}(w)^{T}),
+       \\qquad \\bar{W} = P^{T} \\bar{Y}
+
+    Why: on the CPU, XLA's forward-type convolutions are fast, also inside a
+    rolled ``lax.scan``, while its kernel-gradient convolution (the batch as the
+    contracted axis) is its slowest op and 4–8× slower again inside a loop
+    (jax-ml/jax#12868); im2col's ``Pᵀ Ȳ`` is one GEMM. BENCHMARKS.md "The hybrid
+    impl" has the figures.
+    """
+    return _lax_input_grad(dy, x, w, config), _patch_kernel_grad(x, dy, w, config, chunked=True)
 
 
 _FORWARD = {"lax": _lax_forward, "explicit": _explicit_forward, "fft": fft_forward,
-            "winograd": winograd_lib.winograd_forward}
+            "winograd": winograd_lib.winograd_forward, "hybrid": _lax_forward}
 _BACKWARD = {"lax": _lax_backward, "explicit": _explicit_backward, "fft": fft_backward,
-             "winograd": winograd_lib.winograd_backward}
+             "winograd": winograd_lib.winograd_backward, "hybrid": _hybrid_backward}
 
 
 def supported_impls(w_shape, config: ConvConfig) -> tuple:
@@ -318,6 +397,8 @@ def _check_supported(impl: str, w_shape, config: ConvConfig) -> None:
 #: this many elements (1 GiB of float32): the explicit impl materialises it.
 MAX_PATCH_ELEMENTS = 2**28
 PADDED_LAX_MIN_CHANNELS = 8
+PADDED_LAX_MAX_CHANNELS = 32  # a forward alone: lax up to here, chunked explicit above (7×7×64: 5.2 vs 8.3 ms)
+HYBRID_MAX_CHANNELS = 16  # the hand rule: "hybrid" up to here (28×28×16: 25 vs 39–47 ms fwd+bwd), explicit above
 
 
 def _platform(x) -> str:
@@ -353,7 +434,8 @@ def forward_only():
         _FORWARD_ONLY.reset(token)
 
 
-def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str, *, forward_only=None) -> str:
+def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str, *, forward_only=None,
+                 manual: bool = False) -> str:
     """The concrete impl behind ``impl`` (``"auto"`` is decided here, at trace time).
 
     Decision table for ``"auto"``, from fwd+bwd medians of
@@ -368,7 +450,10 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     ``cpu``      patch matrix ``N·∏out·∏f·C_in > MAX_PATCH_ELEMENTS``         ``"lax"``
     ``cpu``      depthwise (``groups == C_in > 1``): a tie, 0.9–1.2×          ``"lax"``
     ``cpu``      *forward only* (:func:`forward_only`): 2-D, padded, stride   ``"lax"``
-                 1, dilation 1, ``C_in >= 8`` (ResNet's 3×3 ``SAME`` convs)
+                 1, dilation 1, ``8 <= C_in <= 32`` (ResNet's 3×3 ``SAME``)
+    ``cpu``      *hand rule* (``manual``: ``grad="manual"``,                  ``"hybrid"``
+                 :func:`conv_backward`), not forward only: 2-D, padded,
+                 stride 1, dilation 1, ``8 <= C_in <= 16``
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
@@ -395,9 +480,24 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     ResNet-20 evaluation of 10,000 test images took 13.6 s with ``lax`` for them
     against 23.4 s all-explicit, while the classic net's ``VALID`` convolutions
     evaluate faster explicit (5.63 against 6.04 s). So the row applies under
-    :func:`forward_only` only. Every branch depends only on static shapes, the
-    normalised config, the platform and that context, so :func:`conv` and
-    :func:`conv_backward` resolve a layer identically within one trace and the
+    :func:`forward_only` only, and only up to 32 input channels: an explicit
+    forward alone runs chunk by chunk (:data:`PATCH_CHUNK_BYTES`), which made the
+    7×7×64 layer 5.2 against lax's 8.3 ms and the whole ResNet evaluation 1.13×
+    faster (BENCHMARKS.md "The hybrid impl").
+
+    The hand rule has a row of its own. ``"hybrid"`` (XLA's forward and input
+    gradient, im2col's chunked ``Pᵀ Ȳ``, :func:`_hybrid_backward`) took a
+    28×28×16→16 layer's forward+hand rule to 24–25 ms against the explicit
+    impl's 39 ms under ``jax.grad`` and 47 ms by hand; at 32 and 64 channels it
+    lost to the explicit rule. Under ``jax.grad`` it would not pay: the
+    derivative of ``lax``'s forward brings XLA's slow kernel-gradient convolution
+    back. With it, the ResNet-20 training chunk under ``grad="manual"`` ran 671 ms
+    a step against 959 ms under ``"autodiff"`` (0.70×), which is why ``jaxcnn
+    train --model resnet`` defaults to ``grad="manual"``.
+
+    Every branch depends only on static shapes, the normalised config, the
+    platform, the gradient mode and that context, so a layer resolves
+    identically within one trace for its forward and its hand rule, and the
     choice is fixed once per compilation.
 
     Args:
@@ -406,6 +506,7 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
       platform: e.g. ``"cpu"`` (see :func:`_platform`).
       forward_only: resolve for an undifferentiated forward; ``None`` = whether
         the caller is inside :func:`forward_only`.
+      manual: resolve for the hand rule (``grad="manual"``, :func:`conv_backward`).
     """
     if impl != "auto":
         return impl
@@ -418,8 +519,11 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     padded = any(lo or hi for lo, hi in config.pairs)
     unit = all(s == 1 for s in config.stride) and all(d == 1 for d in config.dilation)
     forward_only = _FORWARD_ONLY.get() if forward_only is None else forward_only
-    if forward_only and rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS:
+    resnet_like = rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS
+    if resnet_like and forward_only and x_shape[-1] <= PADDED_LAX_MAX_CHANNELS:
         return "lax"
+    if resnet_like and manual and not forward_only and x_shape[-1] <= HYBRID_MAX_CHANNELS:
+        return "hybrid"
     return "explicit"
 
 
@@ -451,8 +555,11 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
       padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or ``(lo, hi)`` pairs.
       groups: feature groups; divides in and out channels.
       impl: ``"lax"``, ``"explicit"``, ``"fft"``, ``"winograd"`` (3 or 3×3
-        windows, stride 1, dilation 1; a ValueError otherwise) or ``"auto"``
-        (the fastest measured for this backend and shape, see :func:`resolve_impl`).
+        windows, stride 1, dilation 1; a ValueError otherwise), ``"hybrid"``
+        (``lax``'s forward; its hand rule computes ``x̄`` with ``lax`` and ``w̄``
+        with im2col, so under ``grad="autodiff"`` it is ``"lax"``) or ``"auto"``
+        (the fastest measured for this backend, shape and ``grad``, see
+        :func:`resolve_impl`).
       grad: ``"autodiff"`` (``jax.grad`` derives the gradient) or ``"manual"``
         (the hand rule :func:`conv_backward` is the VJP).
 
@@ -465,7 +572,7 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
     config = conv_config(jnp.shape(x), jnp.shape(w), stride=stride, padding=padding,
                          dilation=dilation, groups=groups)
     _check_bias(b, jnp.shape(w)[-1])
-    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x))
+    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=grad == "manual")
     _check_supported(impl, jnp.shape(w), config)
     op = _manual_conv if grad == "manual" else _forward
     return op(x, w, b, impl=impl, config=config)
@@ -495,7 +602,7 @@ def conv_backward(dy, x, w, *, stride=1, padding="VALID", dilation=1, groups=1, 
         x.shape[1:-1], w.shape[:-2], config.pairs, config.stride, config.dilation), w.shape[-1])
     if tuple(dy.shape) != expected:
         raise ValueError(f"dy must have the forward output's shape {expected}, got {tuple(dy.shape)}")
-    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x))
+    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=True)
     _check_supported(impl, jnp.shape(w), config)
     dx, dw = _BACKWARD[impl](dy, x, w, config)
     return dx, dw, jnp.sum(dy, axis=tuple(range(dy.ndim - 1)))

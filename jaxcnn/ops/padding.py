@@ -278,3 +278,14 @@ def conv_transpose_output_spatial(
             f"{tuple(output_padding)} leaves output shape {sizes}; use less padding"
         )
     return sizes
+
+
+def batch_chunk(batch: int, per_example: int, budget: int) -> int:
+    """Examples per chunk when a batch is processed in pieces of at most ``budget`` bytes.
+
+    As many as fit (at least 1, at most ``batch``); a divisor of ``batch`` when one
+    is at least half that, so the batch needs no zero padding (125 → 5 rather than 6).
+    """
+    fit = max(1, min(batch, budget // max(1, per_example)))
+    divisor = max(d for d in range(1, fit + 1) if batch % d == 0)
+    return divisor if 2 * divisor >= fit else fit

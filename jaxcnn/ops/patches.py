@@ -105,3 +105,21 @@ def fold_patches(patches, padded_spatial, window, stride, dilation):
         slab = pad_spatial(patches[..., k, :], pairs, interior=[s - 1 for s in stride])
         total = slab if total is None else total + slab
     return total
+
+
+def map_batch_chunks(fn, chunk: int, *arrays):
+    """``fn`` on consecutive batch chunks of ``arrays`` (zero-padded to whole chunks), stacked.
+
+    A ``lax.map``: one chunk's temporaries (its patches, its Winograd tiles) stay in
+    cache between the ops that make and use them, where the whole batch's would not.
+
+    Returns:
+      ``fn``'s outputs with a leading chunk axis, ``(⌈batch / chunk⌉, ...)``.
+    """
+    batch = arrays[0].shape[0]
+    if chunk >= batch:
+        return fn(*arrays)[None]
+    count = -(-batch // chunk)
+    pad = lambda a: jnp.pad(a, [(0, count * chunk - batch)] + [(0, 0)] * (a.ndim - 1))
+    chunks = [pad(a).reshape(count, chunk, *a.shape[1:]) for a in arrays]
+    return lax.map(lambda parts: fn(*parts), chunks)

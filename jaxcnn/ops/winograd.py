@@ -331,23 +331,7 @@ CHUNK_BYTES = 2**23
 
 def _batch_chunk(batch, tiles, alpha, channels, itemsize) -> int:
     """Examples per chunk: as many as fit in :data:`CHUNK_BYTES`, at least 1."""
-    per_example = alpha ** len(tiles) * math.prod(tiles) * channels * itemsize
-    return max(1, min(batch, CHUNK_BYTES // per_example))
-
-
-def _map_chunks(fn, chunk, *arrays):
-    """``fn`` on consecutive batch chunks of ``arrays`` (zero-padded to whole chunks), stacked.
-
-    Returns:
-      ``fn``'s outputs with a leading chunk axis, ``(⌈batch / chunk⌉, ...)``.
-    """
-    batch = arrays[0].shape[0]
-    if chunk >= batch:
-        return fn(*arrays)[None]
-    count = -(-batch // chunk)
-    pad = lambda a: jnp.pad(a, [(0, count * chunk - batch)] + [(0, 0)] * (a.ndim - 1))
-    chunks = [pad(a).reshape(count, chunk, *a.shape[1:]) for a in arrays]
-    return lax.map(lambda parts: fn(*parts), chunks)
+    return padding_lib.batch_chunk(batch, alpha ** len(tiles) * math.prod(tiles) * channels * itemsize, CHUNK_BYTES)
 
 
 def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
@@ -377,7 +361,7 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
         return y[(slice(None), *(slice(0, n) for n in out))]
 
     chunk = _batch_chunk(x.shape[0], tiles, m + 2, u.shape[-2] * groups + u.shape[-1], x.dtype.itemsize)
-    y = _map_chunks(correlate, chunk, x)
+    y = patches_lib.map_batch_chunks(correlate, chunk, x)
     return y.reshape(-1, *y.shape[2:])[: x.shape[0]]
 
 
@@ -469,6 +453,6 @@ def winograd_backward(dy, x, w, config, *, tile=None):
                                dm.reshape(dm.shape[0], -1, dm.shape[-1]), groups)
 
     chunk = _batch_chunk(x.shape[0], tiles, alpha, x.shape[-1] + dy.shape[-1], x.dtype.itemsize)
-    du = jnp.sum(_map_chunks(kernel_grad, chunk, x, dy), axis=0)
+    du = jnp.sum(patches_lib.map_batch_chunks(kernel_grad, chunk, x, dy), axis=0)
     dw = _kernel_transform(du.reshape(*(alpha,) * rank, *du.shape[1:]), _transposed(transforms.kernel))
     return dx.astype(x.dtype), dw.astype(w.dtype)

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 
 from jaxcnn import conv, conv_backward, conv_output_size
+from jaxcnn.ops import conv as conv_lib
 from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, forward_only, resolve_impl, transpose_kernel
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
 # "auto" has its own tests below (it resolves to one of these at trace time).
-IMPLS = ("lax", "explicit")
+IMPLS = ("lax", "explicit", "hybrid")
 
 
 # ------------------------------------------------------------------ strategies
@@ -206,7 +207,7 @@ BAD = [
     (dict(padding=[(1, 1), (1,)]), TypeError, "padding must be"),
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(w=jnp.zeros((7, 7, 4, 2))), ValueError, "larger than the padded input"),
-    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'auto'\\), got 'cudnn'"),
+    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
 ]
@@ -261,6 +262,18 @@ def test_auto_decision_table():
     assert _resolve(*resnet, "cpu", padding="SAME") == "explicit"  # the context is left behind
     config = conv_config(*resnet, stride=1, padding="SAME", dilation=1, groups=1)
     assert resolve_impl("auto", *resnet, config, "cpu", forward_only=True) == "lax"
+    # the same row under the hand rule (grad="manual", conv_backward): XLA's forward and input gradient,
+    # im2col's kernel gradient; a forward alone still resolves to lax
+    assert resolve_impl("auto", *resnet, config, "cpu", manual=True) == "hybrid"
+    assert resolve_impl("auto", *resnet, config, "cpu", manual=True, forward_only=True) == "lax"
+    assert resolve_impl("auto", *resnet, config, "gpu", manual=True) == "lax"
+    for x_shape, w_shape, options in [(*classic, {}), ((125, 28, 28, 16), (3, 3, 16, 32), dict(stride=2)),
+                                      ((125, 28, 28, 1), (3, 3, 1, 16), {})]:
+        options = dict(dict(stride=1, padding="SAME", dilation=1, groups=1), **options)
+        if x_shape == classic[0]:
+            options["padding"] = "VALID"
+        assert resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), "cpu",
+                            manual=True) == "explicit", (x_shape, options)
     for impl in CONCRETE_IMPLS:  # concrete names pass through
         assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
                                                         dilation=1, groups=1), "gpu") == impl
@@ -309,3 +322,40 @@ def test_conv_output_size_seed_004_numbers():
     assert conv_output_size(5, 3, padding="SAME", stride=2) == 3
     assert conv_output_size(4, 3, padding="FULL") == 6
     assert conv_output_size(4, 3, padding=(2, 0), dilation=2) == 2
+
+
+# ------------------------------------------------- the kernel gradient in chunks
+
+
+def test_batch_chunk_fits_the_budget_and_prefers_divisors():
+    from jaxcnn.ops.padding import batch_chunk
+
+    per_example = 28 * 28 * 9 * 16 * 4  # one 28×28×16 example's 3×3 patch matrix, float32
+    assert batch_chunk(125, per_example, conv_lib.PATCH_CHUNK_BYTES) == 5
+    assert batch_chunk(125, 14 * 14 * 9 * 32 * 4, conv_lib.PATCH_CHUNK_BYTES) == 11  # no divisor in 6..11
+    assert batch_chunk(128, 100, 1000) == 8  # the divisor 8 rather than 10
+    assert batch_chunk(7, 10, 1) == 1 and batch_chunk(7, 10, 10**9) == 7  # at least 1, at most the batch
+    assert batch_chunk(7, 0, 5) == 5
+
+
+@given(conv_cases())
+@settings(max_examples=25)
+@pytest.mark.slow
+def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, monkeypatch, case):
+    """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient."""
+    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 1)
+    x_shape, w_shape, options, seed = case
+    x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
+    _check_all(x, w, b, options, rtol=1e-10, seed=seed)
+
+
+def test_kernel_gradient_in_padded_chunks_float64(x64, monkeypatch):
+    """A batch of 7 in chunks of 5: the zero-padded examples of the last chunk add nothing."""
+    x, w, b = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 5, jnp.float64)
+    per_example = 9 * 8 * 9 * 4 * 8  # SAME: 9×8 outputs, 3×3 window, 4 channels, float64
+    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 5 * per_example)
+    from jaxcnn.ops.padding import batch_chunk
+
+    assert batch_chunk(7, per_example, 5 * per_example) == 5
+    _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10)
+    _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10)

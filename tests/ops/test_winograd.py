@@ -273,7 +273,7 @@ def test_sixteen_bit_floats_use_f23_and_stay_close():
 
 def test_supported_impls():
     ok = _config((1, 8, 8, 2), (3, 3, 2, 2), padding="SAME")
-    assert supported_impls((3, 3, 2, 2), ok) == ("lax", "explicit", "fft", "winograd")
+    assert supported_impls((3, 3, 2, 2), ok) == ("lax", "explicit", "fft", "winograd", "hybrid")
     for x_shape, w_shape, options in [
         ((1, 8, 8, 2), (3, 3, 2, 2), dict(stride=2)),
         ((1, 8, 8, 2), (3, 3, 2, 2), dict(dilation=(1, 2))),
@@ -282,7 +282,7 @@ def test_supported_impls():
         ((1, 5, 5, 5, 2), (3, 3, 3, 2, 2), {}),
     ]:
         config = conv_config(x_shape, w_shape, **dict(dict(stride=1, padding="VALID", dilation=1, groups=1), **options))
-        assert supported_impls(w_shape, config) == ("lax", "explicit", "fft"), (w_shape, options)
+        assert supported_impls(w_shape, config) == ("lax", "explicit", "fft", "hybrid"), (w_shape, options)
 
 
 UNSUPPORTED = [

@@ -167,6 +167,17 @@ def test_impl_choices_follow_conv_impls():
         assert dataclasses.replace(SMALL, impl=impl).validated().impl == impl
 
 
+def test_grad_defaults_per_model_and_is_saved_resolved():
+    """``grad=None``: ``manual`` for resnet (its hand rules train it faster), ``autodiff`` otherwise;
+    ``validated()`` fills it in, so config.json and ``--resume`` see the mode that ran."""
+    assert train.TrainConfig().grad is None
+    assert dataclasses.replace(SMALL, grad=None).validated().grad == "autodiff"
+    assert dataclasses.replace(SMALL, model="resnet", grad=None).validated().grad == "manual"
+    for mode in ("autodiff", "manual", "backprop"):
+        assert dataclasses.replace(SMALL, model="resnet", grad=mode).validated().grad == mode
+    assert train.default_grad("resnet") == "manual" and train.default_grad("classic") == "autodiff"
+
+
 def test_batch_larger_than_the_training_set_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="batch_size must be at most the 1000 training examples"):
         train.prepare(dataclasses.replace(SMALL, batch_size=1001), tmp_path, notice=_quiet)

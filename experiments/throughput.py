@@ -23,7 +23,9 @@ The candidates:
   = steps × batch, optimizer ``adam``, lr 1e-3, schedule ``constant``, augment ``none``,
   impl ``auto``), ``_compile`` (``make_train_chunk`` with ``plan_epoch``/``lax_conv_on_cpu``)
   and ``_train_epoch`` (state donated; BatchNorm's ``model_state`` passed and donated). One
-  row per ``--grads`` mode (default ``autodiff``).
+  row per ``--grads`` mode; ``default`` (the default) is the model's own mode as ``jaxcnn train``
+  takes it (``loop.DEFAULT_GRAD``: ``manual`` for resnet since 2026-12-01, ``autodiff`` otherwise). The
+  row of that mode is labelled ``jaxcnn train path``, any other ``jaxcnn train path (MODE)``.
 * ``jaxcnn jit step``: the README quick start: ``jax.jit`` of a step calling
   ``jaxcnn.loss_and_grad`` (``state=`` for resnet) and an ``optax.adam`` update, params and
   optimizer state (and model state) donated, called in a Python loop over batches sliced on the
@@ -95,8 +97,9 @@ def parse_args(argv=None):
                         help="steps per round for classic/lecture (default: the whole epoch of the 5,000 digits)")
     parser.add_argument("--resnet-steps", type=int, default=8, help="steps per round for resnet")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
-    parser.add_argument("--grads", nargs="+", default=["autodiff"], choices=MODES,
-                        help="gradient modes of the jaxcnn train path (one row each)")
+    parser.add_argument("--grads", nargs="+", default=["default"], choices=("default", *MODES),
+                        help="gradient modes of the jaxcnn train path (one row each); default: the model's "
+                             "own, as jaxcnn train takes it")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: PyTorch's own choice, reported)")
@@ -143,7 +146,7 @@ def _reason(error: BaseException) -> str:
 # ----------------------------------------------------------------------------- data
 
 
-def train_config(name, batch, steps, grad="autodiff"):
+def train_config(name, batch, steps, grad=None):
     """The ``jaxcnn train`` config of a round: ``steps`` batches of the bundled digits."""
     return loop.TrainConfig(model=name, dataset=DATASET, grad=grad, impl="auto", optimizer="adam", lr=LR,
                             schedule="constant", augment="none", batch_size=batch, epochs=1, seed=0,
@@ -364,8 +367,9 @@ def model_table(name, args, steps):
     builders = {}
     _, params, model_state = initial_params(config)
     if TRAIN_PATH in wanted:
-        for grad in args.grads:
-            label = TRAIN_PATH if grad == "autodiff" else f"{TRAIN_PATH} ({grad})"
+        for grad in dict.fromkeys(loop.default_grad(name) if g == "default" else g for g in args.grads):
+            # the row of the model's default mode is the train path as `jaxcnn train` runs it
+            label = TRAIN_PATH if grad == loop.default_grad(name) else f"{TRAIN_PATH} ({grad})"
             builders[label] = lambda grad=grad: train_path_candidate(train_config(name, args.batch, steps, grad))
     if JIT_STEP in wanted:
         builders[JIT_STEP] = lambda: jit_step_candidate(name, params, model_state, data)

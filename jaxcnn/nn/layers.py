@@ -102,8 +102,8 @@ def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=
     def apply_fun(params, x, *, grad="autodiff"):
         return conv(x, params["w"], params.get("b"), impl=impl, grad=grad, **options)
 
-    def forward_fun(params, x):  # resolves "auto" as the hand rule does (conv.resolve_impl's manual rows)
-        return apply_fun(params, x, grad="manual"), x
+    def forward_fun(params, x):
+        return apply_fun(params, x), x
 
     def backward_fun(params, x, dy):
         dx, dw, db = conv_backward(dy, x, params["w"], impl=impl, **options)

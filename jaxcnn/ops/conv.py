@@ -496,9 +496,12 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     train --model resnet`` defaults to ``grad="manual"``.
 
     Every branch depends only on static shapes, the normalised config, the
-    platform, the gradient mode and that context, so a layer resolves
-    identically within one trace for its forward and its hand rule, and the
-    choice is fixed once per compilation.
+    platform, the gradient mode and that context, so the choice is fixed once
+    per compilation, and under ``grad="manual"`` a layer's forward and hand rule
+    resolve identically. The explicit sweep (``mode="backprop"``) runs the plain
+    forward, resolved as for ``jax.grad``, and :func:`conv_backward`, resolved as
+    the hand rule: both compute the same convolution, and the rule needs only
+    ``x``, ``w`` and ``ȳ``.
 
     Args:
       impl: one of :data:`IMPLS`; anything but ``"auto"`` is returned unchanged.

@@ -106,7 +106,7 @@ def test_plots_are_pngs(runs):
 @pytest.mark.slow
 def test_config_is_saved_with_the_resolved_learning_rate(runs):
     saved = train.TrainConfig.from_dict(checkpoint.load_config(runs["autodiff"][0]))
-    assert saved == dataclasses.replace(SMALL, lr=optim.DEFAULT_LR["momentum"])
+    assert saved == dataclasses.replace(SMALL, grad="autodiff", lr=optim.DEFAULT_LR["momentum"])
 
 
 @pytest.mark.slow

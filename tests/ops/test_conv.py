@@ -359,3 +359,32 @@ def test_kernel_gradient_in_padded_chunks_float64(x64, monkeypatch):
     assert batch_chunk(7, per_example, 5 * per_example) == 5
     _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10)
     _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10)
+
+
+def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
+    """Under ``forward_only`` the explicit forward runs in batch chunks: a batch of 7 in chunks of 5 (the last
+    zero-padded) and in chunks of 1 equals lax, and outside the context the forward is one piece."""
+    x, w, _ = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 11, jnp.float64)
+    options = dict(stride=1, padding="SAME", dilation=1, groups=2)
+    per_example = 9 * 8 * 9 * 4 * 8
+    reference = conv(x, w, impl="lax", **options)
+    for budget in (5 * per_example, 1):
+        monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", budget)
+        with forward_only():
+            y = jax.jit(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
+            program = jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
+        assert_close(y, reference, rtol=1e-10, err_msg=f"budget {budget}")
+        assert "scan" in str(program)
+    assert "scan" not in str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w))
+
+
+@given(conv_cases())
+@settings(max_examples=25)
+@pytest.mark.slow
+def test_explicit_forward_alone_in_chunks_equals_lax_float64(x64, monkeypatch, case):
+    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 1)
+    x_shape, w_shape, options, seed = case
+    x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
+    with forward_only():
+        y = conv(x, w, b, impl="explicit", **options)
+    assert_close(y, conv(x, w, b, impl="lax", **options), rtol=1e-10, err_msg=str(options))

@@ -525,7 +525,7 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     resnet_like = rank == 2 and padded and unit and x_shape[-1] >= PADDED_LAX_MIN_CHANNELS
     if resnet_like and forward_only and x_shape[-1] <= PADDED_LAX_MAX_CHANNELS:
         return "lax"
-    if resnet_like and manual and not forward_only and x_shape[-1] <= HYBRID_MAX_CHANNELS:
+    if resnet_like and manual and x_shape[-1] <= HYBRID_MAX_CHANNELS:  # forward only returned above
         return "hybrid"
     return "explicit"
 

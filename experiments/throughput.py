@@ -29,7 +29,9 @@ The candidates:
 * ``jaxcnn jit step``: the README quick start: ``jax.jit`` of a step calling
   ``jaxcnn.loss_and_grad`` (``state=`` for resnet) and an ``optax.adam`` update, params and
   optimizer state (and model state) donated, called in a Python loop over batches sliced on the
-  device before timing.
+  device before timing. One row per ``--jit-grads`` mode (``mode=`` of ``loss_and_grad``);
+  ``default`` is the model's own mode, the one its train path row uses, so the two rows compare
+  the same gradients (labelled ``jaxcnn jit step``; any other mode ``jaxcnn jit step (MODE)``).
 * ``pytorch eager``: the ``torch.nn.Module`` (NCHW), ``torch.optim.Adam``, a Python loop.
 * ``torch.compile``: the same module through ``torch.compile`` (Inductor; needs a C++
   compiler). If it fails, the row says ``unavailable: <reason>``.
@@ -39,7 +41,9 @@ The candidates:
   (donating the model, state and optimizer state), ``optax.adam``; BatchNorm through ``eqx.nn.State``.
 
 The single-conv table times ``jaxcnn.conv(impl="auto")`` forward + backward (``jax.grad`` with
-respect to x and w, jitted) on the 26×26×32→64 3×3 VALID layer (classic's conv2) at ``--batch``,
+respect to x and w, jitted), once with ``grad="autodiff"`` (the default: JAX differentiates the
+forward) and once with ``grad="manual"`` (the hand rule, as ``jaxcnn train`` runs the 2-D nets), on
+the 26×26×32→64 3×3 VALID layer (classic's conv2) at ``--batch``,
 against PyTorch ``conv2d`` forward + backward at the same shape in NCHW and channels-last,
 interleaved, medians.
 
@@ -100,6 +104,9 @@ def parse_args(argv=None):
     parser.add_argument("--grads", nargs="+", default=["default"], choices=("default", *MODES),
                         help="gradient modes of the jaxcnn train path (one row each); default: the model's "
                              "own, as jaxcnn train takes it")
+    parser.add_argument("--jit-grads", nargs="+", default=["default"], choices=("default", *MODES),
+                        help="modes of the jitted loss_and_grad step (one row each); default: the model's own, "
+                             "the mode the train path row uses")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: PyTorch's own choice, reported)")
@@ -218,27 +225,30 @@ def initial_params(config):
     return model, jax.device_get(params), loop.initial_model_state(model, peer_nets.INPUT_SHAPE)
 
 
-def jit_step_candidate(name, params, model_state, data):
-    """The README quick start's step: ``jax.jit`` of ``loss_and_grad`` + ``optax.adam``, donated."""
+def jit_step_candidate(name, params, model_state, data, mode="autodiff"):
+    """The README quick start's step: ``jax.jit`` of ``loss_and_grad(..., mode=mode)`` + ``optax.adam``, donated."""
     model = models.get_model(name, impl="auto")
     tx = optax.adam(LR)
     stateful = model_state is not None
 
     if stateful:
         def step(params, opt_state, model_state, x, y):
-            loss, grads, model_state = jaxcnn.loss_and_grad(model, params, x, y, state=model_state)
+            loss, grads, model_state = jaxcnn.loss_and_grad(model, params, x, y, mode=mode,
+                                                                   state=model_state)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, model_state, loss
 
         step = jax.jit(step, donate_argnums=(0, 1, 2))
     else:
         def step(params, opt_state, x, y):
-            loss, grads = jaxcnn.loss_and_grad(model, params, x, y)
+            loss, grads = jaxcnn.loss_and_grad(model, params, x, y, mode=mode)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
         step = jax.jit(step, donate_argnums=(0, 1))
     params = jax.device_put(params)
+    # fresh device copies: the step donates them, and other candidates start from the same values
+    model_state = jax.tree.map(jnp.array, model_state)
     held = {"params": params, "opt_state": jax.jit(tx.init)(params), "model_state": model_state}
     batches = data.device_batches("nhwc")
 
@@ -372,7 +382,10 @@ def model_table(name, args, steps):
             label = TRAIN_PATH if grad == loop.default_grad(name) else f"{TRAIN_PATH} ({grad})"
             builders[label] = lambda grad=grad: train_path_candidate(train_config(name, args.batch, steps, grad))
     if JIT_STEP in wanted:
-        builders[JIT_STEP] = lambda: jit_step_candidate(name, params, model_state, data)
+        for grad in dict.fromkeys(loop.default_grad(name) if g == "default" else g for g in args.jit_grads):
+            # the row of the model's default mode is the step a user writes to match `jaxcnn train`
+            label = JIT_STEP if grad == loop.default_grad(name) else f"{JIT_STEP} ({grad})"
+            builders[label] = lambda grad=grad: jit_step_candidate(name, params, model_state, data, grad)
     if TORCH in wanted:
         builders[TORCH] = lambda: torch_candidate(name, params, data)
     if TORCH_COMPILE in wanted:
@@ -455,8 +468,12 @@ def conv_table(batch, rounds, with_torch=True):
     ct = jax.random.normal(jax.random.key(2), (batch, *out_spatial, out_channels), jnp.float32)
     config = conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
     resolved = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend())
-    both = jax.jit(jax.grad(lambda x, w: jnp.sum(jaxcnn.conv(x, w, impl="auto") * ct), argnums=(0, 1)))
-    candidates = {f"jaxcnn.conv auto→{resolved} (NHWC)": lambda: both(x, w)}
+    by_hand = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend(), manual=True)
+    candidates = {}
+    for grad, impl in (("autodiff", resolved), ("manual", by_hand)):
+        both = jax.jit(jax.grad(lambda x, w, grad=grad: jnp.sum(jaxcnn.conv(x, w, impl="auto", grad=grad) * ct),
+                                argnums=(0, 1)))
+        candidates[f"jaxcnn.conv auto→{impl} {grad} (NHWC)"] = lambda both=both: both(x, w)
     unavailable = {}
     if with_torch:
         try:
@@ -493,18 +510,20 @@ def conv_table(batch, rounds, with_torch=True):
     for row in rows:
         if "ms" in row and base:
             row["vs_jaxcnn"] = base / row["ms"]
-    return {"shape": f"{batch}x26x26x32 -> 64, 3x3 VALID", "batch": batch, "resolves_to": resolved, "rows": rows}
+    return {"shape": f"{batch}x26x26x32 -> 64, 3x3 VALID", "batch": batch, "resolves_to": resolved,
+            "hand_rule_resolves_to": by_hand, "rows": rows}
 
 
 def print_conv(table):
     print(f"\nsingle conv fwd+bwd, {table['shape']}, median over rounds")
-    print(f"{'candidate':34s} {'ms':>9s} {'×jaxcnn':>8s}")
+    print(f"{'candidate':44s} {'ms':>9s} {'×jaxcnn':>8s}")
     for row in table["rows"]:
         if "unavailable" in row:
-            print(f"{row['candidate']:34s} unavailable: {row['unavailable']}")
+            print(f"{row['candidate']:44s} unavailable: {row['unavailable']}")
         else:
-            print(f"{row['candidate']:34s} {row['ms']:9.2f} {row.get('vs_jaxcnn', 0):8.2f}")
-    print("(×jaxcnn: jaxcnn's time / this row's; above 1 the row is faster)")
+            print(f"{row['candidate']:44s} {row['ms']:9.2f} {row.get('vs_jaxcnn', 0):8.2f}")
+    print("(×jaxcnn: the first row's time / this row's; above 1 the row is faster; autodiff = jax.grad of the "
+          "forward, manual = grad=\"manual\", the hand rule)")
 
 
 # ----------------------------------------------------------------------------- plot

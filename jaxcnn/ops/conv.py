@@ -399,6 +399,7 @@ MAX_PATCH_ELEMENTS = 2**28
 PADDED_LAX_MIN_CHANNELS = 8
 PADDED_LAX_MAX_CHANNELS = 32  # a forward alone: lax up to here, chunked explicit above (7×7×64: 5.2 vs 8.3 ms)
 HYBRID_MAX_CHANNELS = 16  # the hand rule: "hybrid" up to here (28×28×16: 25 vs 39–47 ms fwd+bwd), explicit above
+WINOGRAD_MIN_CHANNELS = 16  # the hand rule of an unpadded-or-padded 3×3 stride-1 2-D conv: "winograd" from here
 
 
 def _platform(x) -> str:
@@ -454,6 +455,8 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     ``cpu``      *hand rule* (``manual``: ``grad="manual"``,                  ``"hybrid"``
                  :func:`conv_backward`), not forward only: 2-D, padded,
                  stride 1, dilation 1, ``8 <= C_in <= 16``
+    ``cpu``      *hand rule*, not forward only, not the row above: 2-D 3×3,   ``"winograd"``
+                 stride 1, dilation 1, ungrouped, ``C_in >= 16``, any padding
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
@@ -463,13 +466,19 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     epoch a rolled scan), 1.7× for a 3×3×3 3-D conv, 1.2× at stride 2 and 3.4×
     with 4 groups (XLA:CPU's own convolution is slow, above all for its
     gradients). ``"fft"`` is never chosen: it only pays for kernels far larger
-    than those measured. ``"winograd"`` is never chosen either, though its hand
-    rule's fwd+bwd measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers
-    with 32–64 input channels (BENCHMARKS.md "Winograd"): ``jax.grad`` through its
-    forward (the default ``grad="autodiff"`` path) was 0.82× ``"explicit"``,
-    its programs compile about 4× longer (a train step well past the 3 s
-    target), it loses with 1–3 input channels, and F(4,3) costs a float32
-    digit.
+    than those measured.
+
+    ``"winograd"`` is chosen for the hand rule only. There its fwd+bwd
+    measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers with 16–64
+    input channels (BENCHMARKS.md "Winograd"; 87 against 108 ms for the
+    26×26×32→64 layer at batch 128, PyTorch 106 ms: "Winograd in the hand
+    rule"), and the training chunk under ``grad="manual"`` ran classic 176.5 →
+    157.1 ms/step, lecture 297.6 → 283.5 and ResNet-20 640.3 → 602.2 with the
+    row against without it. ``jax.grad`` through its forward (the
+    ``grad="autodiff"`` path) was 0.82× ``"explicit"``, so the row is not taken
+    there. It loses with 1–8 input channels; F(4,3) costs a float32 digit (the
+    error table in :mod:`jaxcnn.ops.winograd`), and its programs compile longer
+    (a ResNet-20 training chunk 27 against 16 s).
 
     Padded 2-D convolutions (ResNet's): in a training step they stay
     ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, AdamW) ran
@@ -527,6 +536,9 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
         return "lax"
     if resnet_like and manual and x_shape[-1] <= HYBRID_MAX_CHANNELS:  # forward only returned above
         return "hybrid"
+    if (manual and not forward_only and rank == 2 and unit and tuple(w_shape[:2]) == (3, 3) and config.groups == 1
+            and x_shape[-1] >= WINOGRAD_MIN_CHANNELS):
+        return "winograd"
     return "explicit"
 
 

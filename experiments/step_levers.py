@@ -1,0 +1,163 @@
+"""Two levers of issue 12 on the training chunk, measured: one flat array for the scan carry, and what
+bias + ReLU fused into the GEMM could save at most.
+
+    python experiments/step_levers.py --models classic lecture resnet --rounds 5
+
+For each model it compiles ``jaxcnn.training.steps.make_train_chunk`` (what ``jaxcnn train`` compiles: a
+``lax.scan`` over the chunk's batches, Adam, augment none, the model's default gradient mode
+``loop.default_grad``) on ``--chunk`` steps of a random ``--steps-per-epoch`` × ``--batch`` image set, in
+variants, and times one call per round, rounds interleaved, medians:
+
+* ``tree``: the chunk as ``jaxcnn train`` runs it; the scan carries params and Adam's state as pytrees
+  (classic 8 + 2×8 + 1 leaves, resnet 65 + 2×65 + 1, and BatchNorm's state).
+* ``flat-opt``: Adam's state as one flat vector per moment (``optax.flatten``): the optimizer's update is one
+  fused pass over two vectors instead of one per leaf.
+* ``flat``: everything in the carry flat: the params are one vector (``ravel_pytree``), the model reads its
+  leaves as slices of it, the gradient comes back as one vector, and Adam runs on vectors.
+* ``no-bias-relu`` (classic, lecture): the convolutions without their bias and without the ReLU after them.
+  Not the same network: it bounds from above what fusing bias + ReLU into the convolution's GEMM could save,
+  because such a fusion still has to compute both, only without their separate passes over memory.
+
+Prints ms per step (median over rounds, and every round), the CPU model and the float32 matmul rate before
+and after; ``--out`` writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+import jaxcnn
+from jaxcnn.nn import models
+from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
+from jaxcnn.nn.protocol import init_with_state
+from jaxcnn.ops import conv as conv_lib
+from jaxcnn.proof.gradients import MODES
+from jaxcnn.training import bench, loop, steps
+
+VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "no-winograd")
+
+
+def without_bias_relu(name):
+    """``name``'s network with bias-free convolutions and no ReLU after them (classic and lecture only)."""
+    convs = [Conv(32, 3, bias=False), Conv(64, 3, bias=False)]
+    if name == "classic":
+        return serial(*convs, MaxPool(2), Flatten(), Dense(128), Relu(), Dense(10, init="glorot"))
+    if name == "lecture":
+        return serial(*convs, Flatten(), Dense(400), Relu(), Dense(10, init="glorot"))
+    raise SystemExit(f"no-bias-relu is defined for classic and lecture, not {name!r}")
+
+
+def flattened(model, params):
+    """``model`` taking its params as one flat vector, and that vector: the leaves are slices of it."""
+    flat, unravel = ravel_pytree(params)
+
+    def apply(p, x, *, grad="autodiff"):
+        return model.apply(unravel(p), x, grad=grad)
+
+    def apply_with_state(p, state, x, *, key=None, train=False, grad="autodiff"):
+        return model.apply_with_state(unravel(p), state, x, key=key, train=train, grad=grad)
+
+    return model._replace(apply=apply, layers=(), name=f"flat {model.name}",
+                          apply_with_state=None if model.apply_with_state is None else apply_with_state), flat
+
+
+@contextlib.contextmanager
+def no_winograd(on):
+    """``auto`` as before 2026-12-01's Winograd row: the hand rule of a 3×3 conv stays explicit (or hybrid)."""
+    saved = conv_lib.WINOGRAD_MIN_CHANNELS
+    conv_lib.WINOGRAD_MIN_CHANNELS = 2**62 if on else saved
+    try:
+        yield
+    finally:
+        conv_lib.WINOGRAD_MIN_CHANNELS = saved
+
+
+def candidate(name, grad, variant, images, labels, args):
+    model = without_bias_relu(name) if variant == "no-bias-relu" else models.get_model(name)
+    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    tx = optax.adam(1e-3)
+    if variant == "flat-opt":
+        tx = optax.flatten(tx)
+    if variant == "flat":
+        model, params = flattened(model, params)
+    opt_state = tx.init(params)
+    key, index = jax.random.key(3), jnp.int32(0)
+    extra = (state,) if state != () else ()
+    start = time.perf_counter()
+    with no_winograd(variant == "no-winograd"):
+        compiled = steps.make_train_chunk(
+            model, tx, grad=grad, augment="none", batch_size=args.batch,
+            steps_per_epoch=args.steps_per_epoch, chunk=args.chunk).lower(
+                params, opt_state, images, labels, key, index, *extra).compile()
+    seconds = time.perf_counter() - start
+    box = [(params, opt_state, *extra)]
+
+    def call():
+        out = compiled(*box[0][:2], images, labels, key, index, *box[0][2:])
+        box[0] = (out[0], out[1], *out[5:])
+        return out[2]
+
+    return call, seconds
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["classic", "lecture", "resnet"], choices=list(models.MODELS))
+    parser.add_argument("--grads", nargs="+", default=["default"], choices=("default", *MODES),
+                        help="gradient modes (default: the model's own, loop.default_grad)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=8, help="steps per timed call")
+    parser.add_argument("--steps-per-epoch", type=int, default=32)
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.steps_per_epoch % args.chunk:
+        parser.error("--chunk must divide --steps-per-epoch")
+    rng = np.random.default_rng(0)
+    count = args.steps_per_epoch * args.batch
+    images = jnp.asarray(rng.random((count, 28, 28, 1), np.float32))
+    labels = jnp.asarray(rng.integers(0, 10, count, np.int32))
+    candidates, compile_seconds = {}, {}
+    for name in args.models:
+        for grad in dict.fromkeys(loop.default_grad(name) if g == "default" else g for g in args.grads):
+            for variant in args.variants:
+                if (variant == "no-bias-relu" and name not in ("classic", "lecture")
+                        or variant == "no-winograd" and grad != "manual"):
+                    continue  # not defined / the same program as "tree"
+                label = f"{name} {grad} {variant}"
+                candidates[label], compile_seconds[label] = candidate(name, grad, variant, images, labels, args)
+                print(f"compiled {label} in {compile_seconds[label]:.1f} s", flush=True)
+    rate_before = bench.matmul_flops_per_second(1024, 5) / 1e9
+    times = bench.interleaved_times(candidates, args.rounds)
+    rate_after = bench.matmul_flops_per_second(1024, 5) / 1e9
+    print(f"CPU {bench.cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
+          f"{rate_before:.0f} GFLOP/s before, {rate_after:.0f} after; batch {args.batch}, {args.chunk} steps a call")
+    results = {}
+    for label, values in times.items():
+        per = [v / args.chunk * 1e3 for v in values]
+        name, grad, _ = label.split()
+        tree = f"{name} {grad} tree"
+        base = statistics.median(times[tree]) / args.chunk * 1e3 if tree in times else None
+        results[label] = {"median_ms_per_step": statistics.median(per), "rounds": per,
+                          "compile_seconds": compile_seconds[label]}
+        speed = f"  ×{base / statistics.median(per):.3f} of tree" if base else ""
+        print(f"{label:32s} {statistics.median(per):9.2f} ms/step{speed}   rounds {[round(v, 1) for v in per]}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump({"cpu": bench.cpu_model(), "matmul_gflops": [rate_before, rate_after], "args": vars(args),
+                       "results": results}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from jaxcnn.ops.activations import (
     elu, elu_backward, gelu, gelu_backward, leaky_relu, leaky_relu_backward, relu, relu_backward, sigmoid,
     sigmoid_backward, silu, silu_backward, softplus, softplus_backward, tanh, tanh_backward,
 )
-from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config
+from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config, conv_forward
 from jaxcnn.ops.conv_transpose import IMPLS as TRANSPOSE_IMPLS
 from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward, transpose_config
 from jaxcnn.ops.dense import dense, dense_backward
@@ -102,8 +102,8 @@ def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=
     def apply_fun(params, x, *, grad="autodiff"):
         return conv(x, params["w"], params.get("b"), impl=impl, grad=grad, **options)
 
-    def forward_fun(params, x):
-        return apply_fun(params, x), x
+    def forward_fun(params, x):  # the explicit sweep's forward: the impl its hand rule resolves to
+        return conv_forward(x, params["w"], params.get("b"), impl=impl, **options), x
 
     def backward_fun(params, x, dy):
         dx, dw, db = conv_backward(dy, x, params["w"], impl=impl, **options)

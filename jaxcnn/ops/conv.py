@@ -507,10 +507,10 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     Every branch depends only on static shapes, the normalised config, the
     platform, the gradient mode and that context, so the choice is fixed once
     per compilation, and under ``grad="manual"`` a layer's forward and hand rule
-    resolve identically. The explicit sweep (``mode="backprop"``) runs the plain
-    forward, resolved as for ``jax.grad``, and :func:`conv_backward`, resolved as
-    the hand rule: both compute the same convolution, and the rule needs only
-    ``x``, ``w`` and ``ȳ``.
+    resolve identically. The explicit sweep (``mode="backprop"``) runs
+    :func:`conv_forward`, the plain forward resolved as the hand rule, and
+    :func:`conv_backward`: the same ops as ``grad="manual"``, without its
+    ``custom_vjp``.
 
     Args:
       impl: one of :data:`IMPLS`; anything but ``"auto"`` is returned unchanged.
@@ -591,6 +591,24 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
     _check_supported(impl, jnp.shape(w), config)
     op = _manual_conv if grad == "manual" else _forward
     return op(x, w, b, impl=impl, config=config)
+
+
+def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto"):
+    """The plain forward that pairs with :func:`conv_backward`: :func:`conv` with ``impl`` resolved as for
+    the hand rule, differentiated (if ever) by JAX, no ``custom_vjp``.
+
+    It computes with the same ops as the forward of ``conv(..., grad="manual")``, so the explicit sweep
+    (``mode="backprop"``), which calls it and then :func:`conv_backward`, runs what ``grad="manual"``
+    runs: under ``impl="auto"`` a 3×3 layer with 32 input channels is Winograd's forward and rule in
+    both. Arguments and result as in :func:`conv`.
+    """
+    _check_impl(impl)
+    config = conv_config(jnp.shape(x), jnp.shape(w), stride=stride, padding=padding,
+                         dilation=dilation, groups=groups)
+    _check_bias(b, jnp.shape(w)[-1])
+    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=True)
+    _check_supported(impl, jnp.shape(w), config)
+    return _forward(x, w, b, impl=impl, config=config)
 
 
 def conv_backward(dy, x, w, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto"):

@@ -59,6 +59,28 @@ def test_three_modes_agree_float64(x64, rank, impl):
             assert_close(g, e, rtol=1e-10, err_msg=mode)
 
 
+def test_manual_and_backprop_run_the_same_ops_under_auto():
+    """Under ``impl="auto"`` the explicit sweep's conv forward is resolved as the hand rule
+    (``conv_forward``): the classic net's conv2 is Winograd's forward and rule in both modes, so in
+    float32 they give the same loss and gradients bit for bit (jit-compiled alike)."""
+    model = models.classic_net()
+    _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((8, 28, 28, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
+    manual_run, backprop_run = (jax.jit(lambda p, x, y, m=m: loss_and_grad(model, p, x, y, mode=m))(params, x, labels)
+                                for m in ("manual", "backprop"))
+    np.testing.assert_array_equal(manual_run[0], backprop_run[0])
+    jax.tree.map(np.testing.assert_array_equal, manual_run[1], backprop_run[1])
+    from jaxcnn.ops.conv import conv_forward  # pylint: disable=import-outside-toplevel
+
+    w = params[2]["w"]
+    h = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda h, w: conv_forward(h, w))(h, w))
+    assert "conv_general_dilated" not in jaxpr and "custom_vjp" not in jaxpr  # Winograd's GEMMs, plain ops
+    np.testing.assert_array_equal(conv_forward(h, w), jaxcnn.conv(h, w, grad="manual"))
+
+
 @pytest.mark.parametrize("impl", ("lax", "explicit"))
 @pytest.mark.slow
 def test_three_modes_agree_float32_on_every_device(device, impl):

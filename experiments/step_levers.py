@@ -1,5 +1,5 @@
-"""Two levers of issue 12 on the training chunk, measured: one flat array for the scan carry, and what
-bias + ReLU fused into the GEMM could save at most.
+"""Levers of issue 12 on the training chunk, measured: one flat array for the scan carry, what bias + ReLU
+fused into the GEMM could save at most, and ``auto``'s Winograd row for the hand rule (off by default).
 
     python experiments/step_levers.py --models classic lecture resnet --rounds 5
 
@@ -17,6 +17,9 @@ variants, and times one call per round, rounds interleaved, medians:
 * ``no-bias-relu`` (classic, lecture): the convolutions without their bias and without the ReLU after them.
   Not the same network: it bounds from above what fusing bias + ReLU into the convolution's GEMM could save,
   because such a fusion still has to compute both, only without their separate passes over memory.
+* ``winograd`` (``--grads manual`` only: under autodiff the row changes nothing): ``auto`` with the hand rule's
+  Winograd row switched on (``jaxcnn.ops.conv.WINOGRAD_MIN_CHANNELS = 16``, off by default; ``resolve_impl``
+  says why), so every 3×3 stride-1 layer with >= 16 input channels runs Winograd's forward and hand rule.
 
 Prints ms per step (median over rounds, and every round), the CPU model and the float32 matmul rate before
 and after; ``--out`` writes the numbers as JSON.
@@ -44,7 +47,7 @@ from jaxcnn.ops import conv as conv_lib
 from jaxcnn.proof.gradients import MODES
 from jaxcnn.training import bench, loop, steps
 
-VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "no-winograd")
+VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "winograd")
 
 
 def without_bias_relu(name):
@@ -72,10 +75,10 @@ def flattened(model, params):
 
 
 @contextlib.contextmanager
-def no_winograd(on):
-    """``auto`` as before 2026-12-01's Winograd row: the hand rule of a 3×3 conv stays explicit (or hybrid)."""
+def winograd_row(on):
+    """``auto`` with its hand rule's Winograd row switched on (``WINOGRAD_MIN_CHANNELS = 16``; off by default)."""
     saved = conv_lib.WINOGRAD_MIN_CHANNELS
-    conv_lib.WINOGRAD_MIN_CHANNELS = 2**62 if on else saved
+    conv_lib.WINOGRAD_MIN_CHANNELS = 16 if on else saved
     try:
         yield
     finally:
@@ -94,7 +97,7 @@ def candidate(name, grad, variant, images, labels, args):
     key, index = jax.random.key(3), jnp.int32(0)
     extra = (state,) if state != () else ()
     start = time.perf_counter()
-    with no_winograd(variant == "no-winograd"):
+    with winograd_row(variant == "winograd"):
         compiled = steps.make_train_chunk(
             model, tx, grad=grad, augment="none", batch_size=args.batch,
             steps_per_epoch=args.steps_per_epoch, chunk=args.chunk).lower(
@@ -133,7 +136,7 @@ def main(argv=None) -> None:
         for grad in dict.fromkeys(loop.default_grad(name) if g == "default" else g for g in args.grads):
             for variant in args.variants:
                 if (variant == "no-bias-relu" and name not in ("classic", "lecture")
-                        or variant == "no-winograd" and grad != "manual"):
+                        or variant == "winograd" and grad != "manual"):
                     continue  # not defined / the same program as "tree"
                 label = f"{name} {grad} {variant}"
                 candidates[label], compile_seconds[label] = candidate(name, grad, variant, images, labels, args)

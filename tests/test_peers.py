@@ -135,8 +135,8 @@ def test_throughput_smoke_run_reports_every_candidate(tmp_path):
         else:
             assert row.get("images_per_second", row.get("ms", 0)) > 0, row
     conv_rows = [r["candidate"] for r in record["conv"]["rows"]]
-    assert conv_rows[:2] == ["jaxcnn.conv auto→explicit autodiff (NHWC)", "jaxcnn.conv auto→winograd manual (NHWC)"]
-    assert record["conv"]["hand_rule_resolves_to"] == "winograd"
+    assert conv_rows[:2] == ["jaxcnn.conv auto→explicit autodiff (NHWC)", "jaxcnn.conv auto→explicit manual (NHWC)"]
+    assert record["conv"]["hand_rule_resolves_to"] == "explicit"
     path = next(r for r in rows if r["candidate"] == "jaxcnn train path")
     assert "images_per_second" in path and path["steps"] == 2, path
     assert "jit step / train path" in result.stdout and record["environment"]["cpu"] in result.stdout

@@ -399,7 +399,10 @@ MAX_PATCH_ELEMENTS = 2**28
 PADDED_LAX_MIN_CHANNELS = 8
 PADDED_LAX_MAX_CHANNELS = 32  # a forward alone: lax up to here, chunked explicit above (7×7×64: 5.2 vs 8.3 ms)
 HYBRID_MAX_CHANNELS = 16  # the hand rule: "hybrid" up to here (28×28×16: 25 vs 39–47 ms fwd+bwd), explicit above
-WINOGRAD_MIN_CHANNELS = 16  # the hand rule of an unpadded-or-padded 3×3 stride-1 2-D conv: "winograd" from here
+#: The Winograd row of the hand rule, off (``None``): with an int ``n``, the hand rule of a 3×3 stride-1
+#: ungrouped 2-D conv with >= ``n`` input channels resolves to ``"winograd"`` (see :func:`resolve_impl`
+#: for why it is off; ``experiments/step_levers.py --variants winograd`` switches it on to measure it).
+WINOGRAD_MIN_CHANNELS = None
 
 
 def _platform(x) -> str:
@@ -455,8 +458,9 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     ``cpu``      *hand rule* (``manual``: ``grad="manual"``,                  ``"hybrid"``
                  :func:`conv_backward`), not forward only: 2-D, padded,
                  stride 1, dilation 1, ``8 <= C_in <= 16``
-    ``cpu``      *hand rule*, not forward only, not the row above: 2-D 3×3,   ``"winograd"``
-                 stride 1, dilation 1, ungrouped, ``C_in >= 16``, any padding
+    ``cpu``      *hand rule*, only if :data:`WINOGRAD_MIN_CHANNELS` is set   ``"winograd"``
+                 (off by default): 2-D 3×3, stride 1, dilation 1, ungrouped,
+                 ``C_in >=`` it, any padding, not the row above
     ``cpu``      every other case, 1-D/2-D/3-D, any stride/dilation/padding   ``"explicit"``
     ===========  ===========================================================  ==============
 
@@ -468,17 +472,23 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     gradients). ``"fft"`` is never chosen: it only pays for kernels far larger
     than those measured.
 
-    ``"winograd"`` is chosen for the hand rule only. There its fwd+bwd
-    measured 1.1–4.9× faster than ``"explicit"`` for 3×3 layers with 16–64
-    input channels (BENCHMARKS.md "Winograd"; 87 against 108 ms for the
-    26×26×32→64 layer at batch 128, PyTorch 106 ms: "Winograd in the hand
-    rule"), and the training chunk under ``grad="manual"`` ran classic 176.5 →
-    157.1 ms/step, lecture 297.6 → 283.5 and ResNet-20 640.3 → 602.2 with the
-    row against without it. ``jax.grad`` through its forward (the
-    ``grad="autodiff"`` path) was 0.82× ``"explicit"``, so the row is not taken
-    there. It loses with 1–8 input channels; F(4,3) costs a float32 digit (the
-    error table in :mod:`jaxcnn.ops.winograd`), and its programs compile longer
-    (a ResNet-20 training chunk 27 against 16 s).
+    ``"winograd"`` is never chosen by default. Under ``jax.grad`` its
+    differentiated forward was 0.82× ``"explicit"`` (BENCHMARKS.md "Winograd").
+    With its hand rule it is the fastest impl here for 3×3 layers with 16–64
+    input channels, and a row that gave it the hand rule (switched on by
+    :data:`WINOGRAD_MIN_CHANNELS`) made the training chunk under
+    ``grad="manual"`` 1.12× (classic), 1.05× (lecture) and 1.06× (ResNet-20)
+    faster (BENCHMARKS.md "Winograd in the hand rule"). It stays off because the
+    modes would then run different forwards, and Winograd's does not keep exact
+    zeros: an output whose 3×3 window is all zero (MNIST's background) comes
+    out of its tile transforms as rounding noise when its tile has non-zero
+    inputs elsewhere (on 8 MNIST test digits, 32,406 of the 141,184 classic
+    conv2 outputs that im2col gives as exactly 0, up to 1e-14 in float64), the
+    ReLU after it passes or stops its gradient by the sign of that noise
+    (16,292 of them), and conv2's bias gradient differed by 36% between
+    ``manual`` and ``autodiff`` (``jaxcnn check-grads --model classic-dropout
+    --dtype float64``, row on). im2col, ``lax`` and ``"hybrid"`` give such
+    outputs exactly 0 in every mode (tests/ops/test_winograd.py).
 
     Padded 2-D convolutions (ResNet's): in a training step they stay
     ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, AdamW) ran
@@ -536,8 +546,8 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
         return "lax"
     if resnet_like and manual and x_shape[-1] <= HYBRID_MAX_CHANNELS:  # forward only returned above
         return "hybrid"
-    if (manual and not forward_only and rank == 2 and unit and tuple(w_shape[:2]) == (3, 3) and config.groups == 1
-            and x_shape[-1] >= WINOGRAD_MIN_CHANNELS):
+    if (WINOGRAD_MIN_CHANNELS is not None and manual and not forward_only and rank == 2 and unit
+            and tuple(w_shape[:2]) == (3, 3) and config.groups == 1 and x_shape[-1] >= WINOGRAD_MIN_CHANNELS):
         return "winograd"
     return "explicit"
 

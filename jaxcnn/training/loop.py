@@ -43,14 +43,12 @@ INT32_MAX = 2**31 - 1  # the optimizer's step counter is an int32
 SEED_BOUND = 2**32  # jax.random.key(seed) keeps the low 32 bits: seeds >= 2**32 would repeat smaller ones
 DEFAULT_WEIGHT_DECAY = 0.05  # adamw's, when weight_decay is None
 #: The gradient mode of a model when ``grad`` is None; every other model: ``"autodiff"``.
-#: The hand rules (``"manual"``) are the faster way to train the 2-D nets on the CPU, because
-#: ``auto`` gives them impls that only pay with their hand rule: ``"hybrid"`` for ResNet's
-#: padded 16-channel layers (BENCHMARKS.md "The hybrid impl") and ``"winograd"`` for every 3×3
-#: stride-1 layer with >= 16 input channels (BENCHMARKS.md "Winograd in the hand rule"). A
-#: training chunk (batch 128, Adam) measured classic 180.7 → 157.1 ms/step (1.15×), lecture
-#: 299.4 → 283.5 (1.06×), ResNet-20 836.6 → 602.2 (1.39×) against ``"autodiff"``. The 1-D
-#: ``sequence`` net has no such layer and keeps ``"autodiff"``.
-DEFAULT_GRAD = {"lecture": "manual", "classic": "manual", "classic-dropout": "manual", "resnet": "manual"}
+#: ResNet-20's hand rules (``"manual"``: XLA's convolution for the forward and the input
+#: gradient of its 16-channel layers, im2col for the rest) train it 1.4× faster on the CPU
+#: than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"). The classic and lecture
+#: nets' hand rules are im2col's, at par with ``jax.grad`` (a classic chunk 176.5 against
+#: 180.7 ms/step, BENCHMARKS.md "Winograd in the hand rule"), so they keep ``"autodiff"``.
+DEFAULT_GRAD = {"resnet": "manual"}
 
 
 def default_grad(model: str) -> str:
@@ -68,7 +66,7 @@ class TrainConfig:
         ``"mnist-sample"``, ``"idx:DIR"`` or a TFDS name (see ``data.load``).
       data_dir: TFDS data directory.
       grad: gradient mode, one of ``gradients.MODES``; ``None`` = the model's
-        :data:`DEFAULT_GRAD` (``"manual"`` for the 2-D nets, ``"autodiff"`` for ``sequence``).
+        :data:`DEFAULT_GRAD` (``"manual"`` for ``resnet``, ``"autodiff"`` otherwise).
       impl: convolution implementation, one of ``conv.IMPLS``.
       optimizer: one of :data:`OPTIMIZERS`; ``lr=None`` means its :data:`DEFAULT_LR`.
       lr: the peak learning rate.

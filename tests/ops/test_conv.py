@@ -268,32 +268,42 @@ def test_auto_decision_table():
     assert resolve_impl("auto", *resnet, config, "cpu", manual=True) == "hybrid"
     assert resolve_impl("auto", *resnet, config, "cpu", manual=True, forward_only=True) == "lax"
     assert resolve_impl("auto", *resnet, config, "gpu", manual=True) == "lax"
-    # the hand rule of a 3×3 stride-1 2-D conv with >= WINOGRAD_MIN_CHANNELS input channels, padded or not,
-    # ungrouped: Winograd (classic/lecture's conv2, ResNet's 32- and 64-channel stages); a forward alone never
-    manual_auto = lambda x_shape, w_shape, **options: resolve_impl(
+    for x_shape, w_shape, options in [(*classic, {}), ((125, 28, 28, 16), (3, 3, 16, 32), dict(stride=2)),
+                                      ((125, 28, 28, 1), (3, 3, 1, 16), {})]:
+        options = dict(dict(stride=1, padding="SAME", dilation=1, groups=1), **options)
+        if x_shape == classic[0]:
+            options["padding"] = "VALID"
+        assert resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), "cpu",
+                            manual=True) == "explicit", (x_shape, options)
+    for impl in CONCRETE_IMPLS:  # concrete names pass through
+        assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
+                                                        dilation=1, groups=1), "gpu") == impl
+
+
+def test_auto_winograd_row_when_switched_on(monkeypatch):
+    """The hand rule's Winograd row (off by default, ``WINOGRAD_MIN_CHANNELS = None``), switched on at 16:
+    2-D 3×3, stride 1, undilated, ungrouped, >= 16 input channels, padded or not, not a forward alone, the
+    hybrid row first; never under ``jax.grad``."""
+    classic = ((128, 26, 26, 32), (3, 3, 32, 64))
+    resolve = lambda x_shape, w_shape, manual=True, **options: resolve_impl(
         "auto", x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
-            dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=True)
-    assert conv_lib.WINOGRAD_MIN_CHANNELS == 16
-    assert manual_auto(*classic) == "winograd"
-    assert manual_auto((125, 14, 14, 32), (3, 3, 32, 32), padding="SAME") == "winograd"
-    assert manual_auto((125, 7, 7, 64), (3, 3, 64, 64), padding="SAME") == "winograd"
-    assert manual_auto((128, 26, 26, 16), (3, 3, 16, 64)) == "winograd"
-    assert manual_auto((128, 26, 26, 15), (3, 3, 15, 64)) == "explicit"  # below the row
-    assert manual_auto((125, 28, 28, 16), (3, 3, 16, 16), padding="SAME") == "hybrid"  # the hybrid row first
-    assert resolve_impl("auto", *classic, conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1),
-                        "cpu", manual=True, forward_only=True) == "explicit"
-    assert resolve_impl("auto", *classic, conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1),
-                        "gpu", manual=True) == "lax"
+            dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=manual)
+    assert conv_lib.WINOGRAD_MIN_CHANNELS is None and resolve(*classic) == "explicit"  # off by default
+    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    assert resolve(*classic) == "winograd" and resolve(*classic, manual=False) == "explicit"
+    assert resolve((125, 14, 14, 32), (3, 3, 32, 32), padding="SAME") == "winograd"
+    assert resolve((128, 26, 26, 16), (3, 3, 16, 64)) == "winograd"
+    assert resolve((128, 26, 26, 15), (3, 3, 15, 64)) == "explicit"  # below the row
+    assert resolve((125, 28, 28, 16), (3, 3, 16, 16), padding="SAME") == "hybrid"  # the hybrid row first
+    config = conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1)
+    assert resolve_impl("auto", *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
+    assert resolve_impl("auto", *classic, config, "gpu", manual=True) == "lax"
     for x_shape, w_shape, options in [((125, 28, 28, 32), (3, 3, 32, 32), dict(stride=2)),  # strided
                                       ((125, 28, 28, 32), (3, 3, 32, 32), dict(dilation=2)),  # dilated
                                       ((125, 28, 28, 32), (3, 3, 16, 32), dict(groups=2)),  # grouped
                                       ((125, 28, 28, 32), (5, 5, 32, 32), {}),  # not 3×3
-                                      ((125, 28, 32), (3, 32, 32), {}),  # 1-D
-                                      ((125, 28, 28, 1), (3, 3, 1, 16), dict(padding="SAME"))]:  # C_in = 1
-        assert manual_auto(x_shape, w_shape, **options) == "explicit", (x_shape, w_shape, options)
-    for impl in CONCRETE_IMPLS:  # concrete names pass through
-        assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
-                                                        dilation=1, groups=1), "gpu") == impl
+                                      ((125, 28, 32), (3, 32, 32), {})]:  # 1-D
+        assert resolve(x_shape, w_shape, **options) == "explicit", (x_shape, w_shape, options)
 
 
 def _auto_and_lax_gradients(x, w, b, dy, options):
@@ -328,13 +338,13 @@ def test_auto_equals_lax_float32(case):
 
 @st.composite
 def winograd_row_cases(draw):
-    """Convs of ``auto``'s Winograd row: 2-D 3×3, stride 1, >= WINOGRAD_MIN_CHANNELS input channels."""
+    """Convs of ``auto``'s Winograd row when switched on at 16: 2-D 3×3, stride 1, >= 16 input channels."""
     spatial = tuple(draw(st.integers(1, 9)) for _ in range(2))
     padding = draw(st.one_of(st.sampled_from(("VALID", "SAME", "FULL")), st.integers(0, 2),
                              st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=2)))
     pads = padding if isinstance(padding, list) else [padding] * 2
     assume(all(conv_output_size(n, 3, p) >= 1 for n, p in zip(spatial, pads)))
-    cin = draw(st.sampled_from((conv_lib.WINOGRAD_MIN_CHANNELS, conv_lib.WINOGRAD_MIN_CHANNELS + 3)))
+    cin = draw(st.sampled_from((16, 19)))
     batch, cout, seed = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(0, 2**16))
     return (batch, *spatial, cin), (3, 3, cin, cout), dict(padding=padding), seed
 
@@ -342,9 +352,11 @@ def winograd_row_cases(draw):
 @given(winograd_row_cases())
 @settings(max_examples=15)
 @pytest.mark.slow
-def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
-    """Under the hand rule, ``auto`` sends these convs to Winograd (unless the hybrid row takes a padded
-    16-channel one): its forward, ``conv_backward`` and ``grad="manual"`` VJP equal lax's (float64, ≤ 1e-10)."""
+def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, case):
+    """With the row switched on, ``auto`` sends these convs' hand rule to Winograd (unless the hybrid row takes
+    a padded 16-channel one): its forward, ``conv_backward`` and ``grad="manual"`` VJP equal lax's (float64,
+    ≤ 1e-10). What keeps the row off is not the conv but the model: see ``resolve_impl``."""
+    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
     x_shape, w_shape, options, seed = case
     config = conv_config(x_shape, w_shape, stride=1, dilation=1, groups=1, **options)
     assert resolve_impl("auto", x_shape, w_shape, config, "cpu", manual=True) in ("winograd", "hybrid")
@@ -359,9 +371,11 @@ def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
             assert_close(got, expected, rtol=1e-10, err_msg=f"auto {rule} d{name} {options} x{x_shape}")
 
 
-def test_auto_hand_rule_of_the_classic_conv2_is_winograd_float32():
-    """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"``: no XLA convolution in the hand rule
-    (Winograd's GEMMs), and within Winograd F(4,3)'s documented float32 tolerance of lax (tests/ops/test_winograd.py)."""
+def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32(monkeypatch):
+    """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"`` with the row on: no XLA convolution in
+    the hand rule (Winograd's GEMMs), and within Winograd F(4,3)'s documented float32 tolerance of lax
+    (tests/ops/test_winograd.py)."""
+    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 32, 64)) * 0.06, jnp.float32)

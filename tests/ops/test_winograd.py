@@ -329,3 +329,17 @@ def test_every_output_length_and_tile_crop(x64, size, padding):
     reference = conv(x, w, impl="lax", padding=padding)
     for tile in winograd.TILES:
         assert_close(winograd.winograd_forward(x, w, config, tile=tile), reference, rtol=1e-12)
+
+
+def test_an_all_zero_window_is_exactly_zero_in_im2col_and_lax_but_not_in_winograd(x64):
+    """Why ``auto`` does not give Winograd the hand rule (``conv.resolve_impl``): an output whose 3×3 window is
+    all zero, in a tile with non-zero inputs elsewhere, is exactly 0 for im2col and lax but rounding noise for
+    Winograd's transforms, so a ReLU after it would pass or stop the gradient by the sign of that noise."""
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 12, 12, 16))
+    x[:, 5:8, 5:8, :] = 0  # output (5, 5)'s window
+    x, w = jnp.asarray(x), jnp.asarray(rng.normal(size=(3, 3, 16, 4)))
+    for impl in ("explicit", "lax"):
+        assert np.all(np.asarray(conv(x, w, impl=impl))[0, 5, 5] == 0), impl
+    noise = np.abs(np.asarray(conv(x, w, impl="winograd"))[0, 5, 5])
+    assert np.any(noise > 0) and np.all(noise < 1e-13), noise

@@ -61,8 +61,9 @@ def test_three_modes_agree_float64(x64, rank, impl):
 
 def test_manual_and_backprop_run_the_same_ops_under_auto():
     """Under ``impl="auto"`` the explicit sweep's conv forward is resolved as the hand rule
-    (``conv_forward``): the classic net's conv2 is Winograd's forward and rule in both modes, so in
-    float32 they give the same loss and gradients bit for bit (jit-compiled alike)."""
+    (``conv_forward``), so ``manual`` and ``backprop`` run the same forward and rule: in float32 they give
+    the classic net the same loss and gradients bit for bit (jit-compiled alike), and the forward is a
+    plain one, without ``custom_vjp``."""
     model = models.classic_net()
     _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
     rng = np.random.default_rng(0)
@@ -77,7 +78,7 @@ def test_manual_and_backprop_run_the_same_ops_under_auto():
     w = params[2]["w"]
     h = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)
     jaxpr = str(jax.make_jaxpr(lambda h, w: conv_forward(h, w))(h, w))
-    assert "conv_general_dilated" not in jaxpr and "custom_vjp" not in jaxpr  # Winograd's GEMMs, plain ops
+    assert "conv_general_dilated" not in jaxpr and "custom_vjp" not in jaxpr  # im2col's GEMM, plain ops
     np.testing.assert_array_equal(conv_forward(h, w), jaxcnn.conv(h, w, grad="manual"))
 
 

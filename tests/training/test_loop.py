@@ -168,16 +168,14 @@ def test_impl_choices_follow_conv_impls():
 
 
 def test_grad_defaults_per_model_and_is_saved_resolved():
-    """``grad=None``: ``manual`` for the 2-D nets (their hand rules train them faster), ``autodiff`` for
-    ``sequence``; ``validated()`` fills it in, so config.json and ``--resume`` see the mode that ran."""
+    """``grad=None``: ``manual`` for resnet (its hand rules train it faster), ``autodiff`` otherwise;
+    ``validated()`` fills it in, so config.json and ``--resume`` see the mode that ran."""
     assert train.TrainConfig().grad is None
-    assert dataclasses.replace(SMALL, model="classic", grad=None).validated().grad == "manual"
-    assert dataclasses.replace(SMALL, model="sequence", grad=None).validated().grad == "autodiff"
+    assert dataclasses.replace(SMALL, grad=None).validated().grad == "autodiff"
     assert dataclasses.replace(SMALL, model="resnet", grad=None).validated().grad == "manual"
     for mode in ("autodiff", "manual", "backprop"):
         assert dataclasses.replace(SMALL, model="resnet", grad=mode).validated().grad == mode
-    assert train.default_grad("resnet") == "manual" and train.default_grad("classic") == "manual"
-    assert train.default_grad("sequence") == "autodiff"
+    assert train.default_grad("resnet") == "manual" and train.default_grad("classic") == "autodiff"
 
 
 def test_batch_larger_than_the_training_set_is_rejected(tmp_path):

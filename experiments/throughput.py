@@ -24,8 +24,7 @@ The candidates:
   impl ``auto``), ``_compile`` (``make_train_chunk`` with ``plan_epoch``/``lax_conv_on_cpu``)
   and ``_train_epoch`` (state donated; BatchNorm's ``model_state`` passed and donated). One
   row per ``--grads`` mode; ``default`` (the default) is the model's own mode as ``jaxcnn train``
-  takes it (``loop.DEFAULT_GRAD``: ``manual`` for resnet since 2026-12-01 afternoon, for classic and
-  lecture since that evening, when ``auto`` gave their 3×3 layers' hand rule to Winograd). The
+  takes it (``loop.DEFAULT_GRAD``: ``manual`` for resnet since 2026-12-01, ``autodiff`` otherwise). The
   row of that mode is labelled ``jaxcnn train path``, any other ``jaxcnn train path (MODE)``.
 * ``jaxcnn jit step``: the README quick start: ``jax.jit`` of a step calling
   ``jaxcnn.loss_and_grad`` (``state=`` for resnet) and an ``optax.adam`` update, params and
@@ -43,7 +42,7 @@ The candidates:
 
 The single-conv table times ``jaxcnn.conv(impl="auto")`` forward + backward (``jax.grad`` with
 respect to x and w, jitted), once with ``grad="autodiff"`` (the default: JAX differentiates the
-forward) and once with ``grad="manual"`` (the hand rule, as ``jaxcnn train`` runs the 2-D nets), on
+forward) and once with ``grad="manual"`` (the hand rule, as ``jaxcnn train`` runs ResNet-20), on
 the 26×26×32→64 3×3 VALID layer (classic's conv2) at ``--batch``,
 against PyTorch ``conv2d`` forward + backward at the same shape in NCHW and channels-last,
 interleaved, medians.

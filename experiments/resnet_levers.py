@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxcnn
 from jaxcnn.nn import models
 from jaxcnn.nn.protocol import apply_with_state, init_with_state
 from jaxcnn.ops import conv as conv_lib
@@ -136,11 +135,8 @@ def main(argv=None) -> None:
         name = f"eval {spec}"
         candidates[name], compile_seconds[name] = eval_candidate(spec, test_images, test_labels)
         print(f"compiled {name} in {compile_seconds[name]:.1f} s", flush=True)
-    rate_before = bench.matmul_flops_per_second(1024, 5) / 1e9
-    times = bench.interleaved_times(candidates, args.rounds)
-    rate_after = bench.matmul_flops_per_second(1024, 5) / 1e9
-    print(f"CPU {bench.cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
-          f"{rate_before:.0f} GFLOP/s before, {rate_after:.0f} after")
+    times, rate_before, rate_after = bench.timed_with_machine_rate(candidates, args.rounds)
+    print(bench.machine_line(rate_before, rate_after))
     results = {}
     for name, values in times.items():
         per = [v / CHUNK * 1e3 for v in values] if name.startswith("chunk") else values

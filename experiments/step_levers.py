@@ -39,7 +39,6 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-import jaxcnn
 from jaxcnn.nn import models
 from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
 from jaxcnn.nn.protocol import init_with_state
@@ -141,11 +140,8 @@ def main(argv=None) -> None:
                 label = f"{name} {grad} {variant}"
                 candidates[label], compile_seconds[label] = candidate(name, grad, variant, images, labels, args)
                 print(f"compiled {label} in {compile_seconds[label]:.1f} s", flush=True)
-    rate_before = bench.matmul_flops_per_second(1024, 5) / 1e9
-    times = bench.interleaved_times(candidates, args.rounds)
-    rate_after = bench.matmul_flops_per_second(1024, 5) / 1e9
-    print(f"CPU {bench.cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
-          f"{rate_before:.0f} GFLOP/s before, {rate_after:.0f} after; batch {args.batch}, {args.chunk} steps a call")
+    times, rate_before, rate_after = bench.timed_with_machine_rate(candidates, args.rounds)
+    print(f"{bench.machine_line(rate_before, rate_after)}; batch {args.batch}, {args.chunk} steps a call")
     results = {}
     for label, values in times.items():
         per = [v / args.chunk * 1e3 for v in values]

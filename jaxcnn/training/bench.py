@@ -44,6 +44,27 @@ def interleaved_times(candidates: dict, repeats: int = 5, *, warm_up: bool = Tru
     return times
 
 
+def timed_with_machine_rate(candidates: dict, repeats: int = 5) -> tuple[dict, float, float]:
+    """:func:`interleaved_times` between two measurements of the machine's float32 1024² matmul rate.
+
+    The rate before and after says what phase a shared CPU was in while the rounds ran.
+
+    Returns:
+      ``(times, gflops_before, gflops_after)``, ``times`` as from :func:`interleaved_times`.
+    """
+    before = matmul_flops_per_second(1024, 5) / 1e9
+    times = interleaved_times(candidates, repeats)
+    return times, before, matmul_flops_per_second(1024, 5) / 1e9
+
+
+def machine_line(before: float, after: float) -> str:
+    """``CPU ..., jax ..., jaxcnn ...; float32 1024² matmul B GFLOP/s before, A after``."""
+    import jaxcnn  # pylint: disable=import-outside-toplevel
+
+    return (f"CPU {cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
+            f"{before:.0f} GFLOP/s before, {after:.0f} after")
+
+
 def interleaved_medians(candidates: dict, repeats: int = 5) -> dict:
     """Median seconds per call of each zero-argument callable (:func:`interleaved_times`, after one
     warm-up call per candidate): name -> median seconds."""

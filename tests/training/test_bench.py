@@ -21,6 +21,17 @@ def test_interleaved_medians_times_every_candidate():
 
 
 @pytest.mark.slow
+def test_timed_with_machine_rate_brackets_the_rounds_with_the_matmul_rate():
+    calls = []
+    times, before, after = bench.timed_with_machine_rate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                                         repeats=2)
+    assert calls == ["a", "b"] * 3  # warm-up, then two interleaved rounds
+    assert set(times) == {"a", "b"} and all(len(v) == 2 and min(v) >= 0 for v in times.values())
+    assert before > 0 and after > 0
+    line = bench.machine_line(before, after)
+    assert line.startswith(f"CPU {bench.cpu_model()}, jax ") and "GFLOP/s before" in line
+
+
 def test_benchmark_quick_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(

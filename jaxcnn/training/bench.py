@@ -8,6 +8,7 @@ is reported together with ratios between candidates.
 
 from __future__ import annotations
 
+import importlib.metadata
 import statistics
 import time
 
@@ -58,10 +59,13 @@ def timed_with_machine_rate(candidates: dict, repeats: int = 5) -> tuple[dict, f
 
 
 def machine_line(before: float, after: float) -> str:
-    """``CPU ..., jax ..., jaxcnn ...; float32 1024² matmul B GFLOP/s before, A after``."""
-    import jaxcnn  # pylint: disable=import-outside-toplevel
-
-    return (f"CPU {cpu_model()}, jax {jax.__version__}, jaxcnn {jaxcnn.__version__}; float32 1024² matmul "
+    """``CPU ..., jax ..., jaxcnn ...; float32 1024² matmul B GFLOP/s before, A after`` (the installed
+    distribution's version: this floor does not import the package above it)."""
+    try:
+        version = importlib.metadata.version("jaxcnn")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed"
+    return (f"CPU {cpu_model()}, jax {jax.__version__}, jaxcnn {version}; float32 1024² matmul "
             f"{before:.0f} GFLOP/s before, {after:.0f} after")
 
 

@@ -371,6 +371,7 @@ def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, ca
             assert_close(got, expected, rtol=1e-10, err_msg=f"auto {rule} d{name} {options} x{x_shape}")
 
 
+@pytest.mark.slow
 def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32(monkeypatch):
     """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"`` with the row on: no XLA convolution in
     the hand rule (Winograd's GEMMs), and within Winograd F(4,3)'s documented float32 tolerance of lax

@@ -609,8 +609,9 @@ def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=
 
     It computes with the same ops as the forward of ``conv(..., grad="manual")``, so the explicit sweep
     (``mode="backprop"``), which calls it and then :func:`conv_backward`, runs what ``grad="manual"``
-    runs: under ``impl="auto"`` a 3×3 layer with 32 input channels is Winograd's forward and rule in
-    both. Arguments and result as in :func:`conv`.
+    runs: under ``impl="auto"`` ResNet's padded 16-channel layers get ``"hybrid"``'s forward (XLA's
+    convolution) in both, where ``jax.grad``'s resolution would give im2col's. Arguments and result as in
+    :func:`conv`.
     """
     _check_impl(impl)
     config = conv_config(jnp.shape(x), jnp.shape(w), stride=stride, padding=padding,

@@ -594,13 +594,19 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
     """
     _check_impl(impl)
     manual.check_grad(grad)
-    config = conv_config(jnp.shape(x), jnp.shape(w), stride=stride, padding=padding,
-                         dilation=dilation, groups=groups)
-    _check_bias(b, jnp.shape(w)[-1])
-    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=grad == "manual")
-    _check_supported(impl, jnp.shape(w), config)
+    impl, config = _resolved(x, w, b, impl, manual=grad == "manual", stride=stride, padding=padding,
+                             dilation=dilation, groups=groups)
     op = _manual_conv if grad == "manual" else _forward
     return op(x, w, b, impl=impl, config=config)
+
+
+def _resolved(x, w, b, impl, *, manual, **options):
+    """``(concrete impl, config)`` of a forward call, the bias checked (for :func:`conv`, :func:`conv_forward`)."""
+    config = conv_config(jnp.shape(x), jnp.shape(w), **options)
+    _check_bias(b, jnp.shape(w)[-1])
+    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=manual)
+    _check_supported(impl, jnp.shape(w), config)
+    return impl, config
 
 
 def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto"):
@@ -614,11 +620,8 @@ def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=
     :func:`conv`.
     """
     _check_impl(impl)
-    config = conv_config(jnp.shape(x), jnp.shape(w), stride=stride, padding=padding,
-                         dilation=dilation, groups=groups)
-    _check_bias(b, jnp.shape(w)[-1])
-    impl = resolve_impl(impl, jnp.shape(x), jnp.shape(w), config, _platform(x), manual=True)
-    _check_supported(impl, jnp.shape(w), config)
+    impl, config = _resolved(x, w, b, impl, manual=True, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups)
     return _forward(x, w, b, impl=impl, config=config)
 
 

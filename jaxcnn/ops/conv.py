@@ -479,16 +479,24 @@ def resolve_impl(impl: str, x_shape, w_shape, config: ConvConfig, platform: str,
     :data:`WINOGRAD_MIN_CHANNELS`) made the training chunk under
     ``grad="manual"`` 1.12× (classic), 1.05× (lecture) and 1.06× (ResNet-20)
     faster (BENCHMARKS.md "Winograd in the hand rule"). It stays off because the
-    modes would then run different forwards, and Winograd's does not keep exact
-    zeros: an output whose 3×3 window is all zero (MNIST's background) comes
-    out of its tile transforms as rounding noise when its tile has non-zero
-    inputs elsewhere (on 8 MNIST test digits, 32,406 of the 141,184 classic
-    conv2 outputs that im2col gives as exactly 0, up to 1e-14 in float64), the
-    ReLU after it passes or stops its gradient by the sign of that noise
-    (16,292 of them), and conv2's bias gradient differed by 36% between
-    ``manual`` and ``autodiff`` (``jaxcnn check-grads --model classic-dropout
-    --dtype float64``, row on). im2col, ``lax`` and ``"hybrid"`` give such
-    outputs exactly 0 in every mode (tests/ops/test_winograd.py).
+    modes would then run different forwards, and the two differ where the
+    network is not differentiable. First, exact zeros: an output whose 3×3
+    window is all zero (MNIST's background) came out of Winograd's tile
+    transforms as rounding noise (on 8 MNIST test digits, 32,406 of the 141,184
+    classic conv2 outputs that im2col gives as exactly 0, up to 1e-14 in
+    float64), the ReLU after it passed or stopped its gradient by the sign of
+    that noise, and conv2's bias gradient differed by 36% between ``manual``
+    and ``autodiff`` (``jaxcnn check-grads --model classic-dropout --dtype
+    float64``, row on). Winograd's forward now sets those outputs to exactly 0
+    (:func:`jaxcnn.ops.winograd.winograd_forward`), and with the row on the
+    float64 check passes (classic, 256 digits: 1.26e-15). Second, near-ties in
+    max pooling: in float32 Winograd's forward differs from im2col's by about
+    5e-6 (relative), which reorders the 2×2 windows' largest values wherever
+    they are that close, so the pooled gradient goes to another element:
+    ``jaxcnn check-grads --model classic --batch 256`` (float32, row on) gave
+    conv2's kernel a 4.76e-04 relative difference against the 1e-4 tolerance
+    (3.00e-07 with the row off). ``resolve_impl`` cannot see whether a max
+    pool follows a layer, so the row stays off for every net.
 
     Padded 2-D convolutions (ResNet's): in a training step they stay
     ``"explicit"``. A ResNet-20 training chunk (8 steps, batch 125, AdamW) ran

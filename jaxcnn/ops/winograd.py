@@ -74,6 +74,7 @@ import itertools
 import math
 from typing import NamedTuple, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -334,7 +335,45 @@ def _batch_chunk(batch, tiles, alpha, channels, itemsize) -> int:
     return padding_lib.batch_chunk(batch, alpha ** len(tiles) * math.prod(tiles) * channels * itemsize, CHUNK_BYTES)
 
 
-def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
+@jax.custom_jvp
+def _with_exact_zeros(y, zero):
+    """``y`` with the entries where ``zero`` holds set to exactly 0; its derivative is the identity."""
+    return jnp.where(zero, jnp.zeros((), y.dtype), y)
+
+
+@_with_exact_zeros.defjvp
+def _with_exact_zeros_jvp(primals, tangents):
+    return _with_exact_zeros(*primals), tangents[0]
+
+
+def _zero_windows(x_padded, out, groups):
+    """Where each group's window is all zeros: ``Z[n, q, g] = ∀ t, i ∈ g: x_pad[n, q + t, i] = 0``."""
+    grouped = x_padded.reshape(*x_padded.shape[:-1], groups, -1)
+    nonzero = jnp.any(grouped != 0, axis=-1)
+    rank = x_padded.ndim - 2
+    hit = None
+    for window_slice in patches_lib.window_slices(nonzero, (WINDOW,) * rank, out, (1,) * rank, (1,) * rank):
+        hit = window_slice if hit is None else hit | window_slice
+    return ~hit
+
+
+def _keep_exact_zeros(y, x_padded, out, groups):
+    """``y`` with the outputs of all-zero windows exactly 0, as im2col and ``lax`` leave them.
+
+    Winograd's transforms mix a tile's inputs before the GEMM and unmix them after, so an
+    output whose window is all zeros comes out as rounding noise (about 1e-14 in float64 on
+    MNIST's background) whenever its tile holds non-zero inputs elsewhere; after a ReLU that
+    noise decides whether a gradient passes, so the hand rule would disagree with ``jax.grad``
+    of the other impls. The correction only replaces values that are 0 in exact arithmetic,
+    and its derivative is the identity, so the map stays the same bilinear function of
+    ``(x, w)`` for every derivative (:func:`_with_exact_zeros`).
+    """
+    zero = _zero_windows(x_padded, out, groups)
+    split = y.reshape(*y.shape[:-1], groups, -1)
+    return _with_exact_zeros(split, zero[..., None]).reshape(y.shape)
+
+
+def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward", *, keep_zeros=True):
     """Stride-1 correlation of ``x`` (padded by ``pairs``) with a transformed kernel ``u``.
 
     Batches larger than :func:`_batch_chunk` run chunk by chunk (the result is the same).
@@ -345,6 +384,8 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
       pairs: ``(lo, hi)`` per spatial axis, negative entries crop.
       kind: ``"forward"`` (``C = C_in``, contract input channels) or
         ``"input_grad"`` (``C = C_out``, contract output channels).
+      keep_zeros: for ``"forward"``, set the outputs of all-zero windows to exactly 0
+        (:func:`_keep_exact_zeros`); the input gradient's outputs are never corrected.
 
     Returns:
       ``(batch, *(n + lo + hi − 2), C')``.
@@ -355,10 +396,12 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward"):
     u = u.reshape(-1, *u.shape[rank:])
 
     def correlate(x):
-        v = _tile_transform(patches_lib.pad_spatial(x, grown), transforms.input, tiles, m)
+        x_grown = patches_lib.pad_spatial(x, grown)
+        v = _tile_transform(x_grown, transforms.input, tiles, m)
         product = _positions_gemm(kind, v.reshape(v.shape[0], -1, v.shape[-1]), u, groups)
         y = _untile_transform(product.reshape(*v.shape[:-1], -1), transforms.output, rank)
-        return y[(slice(None), *(slice(0, n) for n in out))]
+        y = y[(slice(None), *(slice(0, n) for n in out))]
+        return _keep_exact_zeros(y, x_grown, out, groups) if kind == "forward" and keep_zeros else y
 
     chunk = _batch_chunk(x.shape[0], tiles, m + 2, u.shape[-2] * groups + u.shape[-1], x.dtype.itemsize)
     y = patches_lib.map_batch_chunks(correlate, chunk, x)
@@ -374,6 +417,17 @@ def winograd_forward(x, w, config, *, tile=None):
 
     ``x_pad`` is ``x`` padded by ``config.pairs`` and then on the high side up
     to a whole number of tiles; the outputs past ``n + lo + hi − 2`` are cropped.
+    Outputs whose window is all zero (per group) are then set to exactly 0, the
+    value every other impl gives them (:func:`_keep_exact_zeros`; with the
+    derivative of the uncorrected map, so ``jax.grad`` and the hand rule are
+    unchanged):
+
+    .. math::
+       y[n, q, o] \leftarrow 0 \quad \text{where} \quad x_{pad}[n, q + t, i] = 0
+       \;\; \forall t \in \{0, 1, 2\}^R,\ i \in \mathrm{group}(o)
+
+    It costs one pass over ``x`` (26×26×32→64 at batch 128, 2-core EPYC: forward
+    32.62 → 33.47 ms, forward + hand rule 110.82 → 112.37 ms, one interleaved run).
 
     Args:
       x: ``(batch, *spatial, C_in)``, spatial rank 1 or 2.

@@ -331,15 +331,52 @@ def test_every_output_length_and_tile_crop(x64, size, padding):
         assert_close(winograd.winograd_forward(x, w, config, tile=tile), reference, rtol=1e-12)
 
 
-def test_an_all_zero_window_is_exactly_zero_in_im2col_and_lax_but_not_in_winograd(x64):
-    """Why ``auto`` does not give Winograd the hand rule (``conv.resolve_impl``): an output whose 3×3 window is
-    all zero, in a tile with non-zero inputs elsewhere, is exactly 0 for im2col and lax but rounding noise for
-    Winograd's transforms, so a ReLU after it would pass or stop the gradient by the sign of that noise."""
+def test_an_all_zero_window_is_exactly_zero_in_winograd_as_in_im2col_and_lax(x64):
+    """An output whose 3×3 window is all zero, in a tile with non-zero inputs elsewhere, is exactly 0 for
+    im2col and lax; Winograd's transforms alone leave rounding noise there (about 1e-14), which a ReLU
+    after it would turn into a gradient the other impls stop, so its forward sets those outputs to 0."""
     rng = np.random.default_rng(0)
     x = rng.random((1, 12, 12, 16))
     x[:, 5:8, 5:8, :] = 0  # output (5, 5)'s window
     x, w = jnp.asarray(x), jnp.asarray(rng.normal(size=(3, 3, 16, 4)))
-    for impl in ("explicit", "lax"):
+    for impl in ("explicit", "lax", "winograd"):
         assert np.all(np.asarray(conv(x, w, impl=impl))[0, 5, 5] == 0), impl
-    noise = np.abs(np.asarray(conv(x, w, impl="winograd"))[0, 5, 5])
-    assert np.any(noise > 0) and np.all(noise < 1e-13), noise
+    config = _config(x.shape, w.shape)
+    unmasked = winograd._correlate(x, winograd._kernel_transform(w, winograd.F4_3.kernel), config.pairs, 1,
+                                   winograd.F4_3, keep_zeros=False)
+    noise = np.abs(np.asarray(unmasked)[0, 5, 5])
+    assert np.any(noise > 0) and np.all(noise < 1e-13), noise  # what the correction removes
+
+
+@st.composite
+def sparse_winograd_cases(draw):
+    """:func:`winograd_cases` with inputs that are zero in random blocks, so many windows are all zero."""
+    x_shape, w_shape, options, tile, seed = draw(winograd_cases())
+    block = draw(st.integers(2, 5))
+    keep = draw(st.floats(0.1, 0.6))
+    return x_shape, w_shape, options, tile, seed, block, keep
+
+
+@given(sparse_winograd_cases())
+@pytest.mark.slow
+def test_winograd_keeps_exact_zeros_and_its_gradient_float64(x64, case):
+    """Every output whose (per-group) window is all zero is exactly 0, as in im2col; the correction does not
+    change a derivative: jax.grad through the forward and the hand rule equal lax's VJP (float64, 1e-10)."""
+    x_shape, w_shape, options, tile, seed, block, keep = case
+    x, w, b = conv_arrays(x_shape, w_shape, seed, jnp.float64)
+    rng = np.random.default_rng(seed + 2)
+    coarse = rng.random((x_shape[0], *(-(-n // block) for n in x_shape[1:-1]), options["groups"])) < keep
+    for axis in range(1, len(x_shape) - 1):
+        coarse = np.repeat(coarse, block, axis=axis)
+    mask = coarse[(slice(None), *(slice(0, n) for n in x_shape[1:-1]))]
+    x = x * jnp.asarray(np.repeat(mask, x_shape[-1] // options["groups"], axis=-1))
+    explicit = np.asarray(conv(x, w, impl="explicit", **options))
+    got = np.asarray(winograd.winograd_forward(x, w, _config(x.shape, w.shape, **options), tile=tile))
+    np.testing.assert_array_equal(got == 0, explicit == 0, err_msg=f"{options} tile={tile} x{x_shape}")
+    y_shape = explicit.shape
+    dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=y_shape))
+    expected = vjp(lambda *a: conv(*a, impl="lax", **options), (x, w, b), dy)
+    for grad in ("autodiff", "manual"):
+        got = vjp(lambda *a: conv(*a, impl="winograd", grad=grad, **options), (x, w, b), dy)
+        for name, g, e in zip("xwb", got, expected):
+            assert_close(g, e, rtol=1e-10, err_msg=f"{grad} d{name} {options} tile={tile} x{x_shape}")

@@ -17,7 +17,8 @@ net's shapes, the CPU model and the float32 matmul rate before and after printed
 The partial lowering lowers only the last spatial axis (``Q[n, h, w, (j, c)] = x[n, h, w + j, c]``, 3× the
 input instead of im2col's 9×), runs one GEMM against all three kernel rows
 (``Z = Q·W'``, ``W'[(j, c), (i, o)] = w[i, j, c, o]``) and sums the rows' shifted outputs,
-``y[n, h, w, o] = Σ_i Z[n, h + i, w, i, o]``; it is timed forward alone and under ``jax.grad``.
+``y[n, h, w, o] = Σ_i Z[n, h + i, w, i, o]`` (``step_levers.partial_lowering``); it is timed forward alone and
+under ``jax.grad`` here, and in the whole training chunk by ``step_levers.py --variants partial-lowering``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from jaxcnn.ops import pool as pool_lib
 from jaxcnn.nn import models
 from jaxcnn.proof.gradients import MODES, loss_and_grad
 from jaxcnn.training import bench
+from step_levers import partial_lowering  # the lever's one definition (experiments/ is the script's path)
 
 
 def _vjp_call(function, arguments, cotangent):
@@ -49,17 +51,6 @@ def _vjp_call(function, arguments, cotangent):
 
     compiled = jax.jit(forward_and_vjp)
     return lambda: compiled(cotangent, *arguments)
-
-
-def partial_lowering(x, w):
-    """The candidate lever: im2col along the last spatial axis only, the kernel rows as shifted output sums."""
-    kh, kw, cin, cout = w.shape
-    n, height, width, _ = x.shape
-    out_h, out_w = height - kh + 1, width - kw + 1
-    lowered = jnp.concatenate([x[:, :, j:j + out_w, :] for j in range(kw)], axis=-1)
-    rows = lowered.reshape(-1, kw * cin) @ w.transpose(1, 2, 0, 3).reshape(kw * cin, kh * cout)
-    rows = rows.reshape(n, height, out_w, kh, cout)
-    return sum(rows[:, i:i + out_h, :, i, :] for i in range(kh))
 
 
 def jax_layers(grad, arrays, rng):

@@ -20,6 +20,11 @@ variants, and times one call per round, rounds interleaved, medians:
 * ``winograd`` (``--grads manual`` only: under autodiff the row changes nothing): ``auto`` with the hand rule's
   Winograd row switched on (``jaxcnn.ops.conv.WINOGRAD_MIN_CHANNELS = 16``, off by default; ``resolve_impl``
   says why), so every 3×3 stride-1 layer with >= 16 input channels runs Winograd's forward and hand rule.
+* ``partial-lowering``: the ``explicit`` impl's forward and hand rule replaced, for 2-D stride-1 ungrouped
+  layers with >= 16 input channels, by :func:`partial_lowering` (im2col along the last spatial axis only, the
+  kernel rows as shifted sums of one GEMM's outputs; ``experiments/layer_breakdown.py`` times it on conv2
+  alone) and its hand rule :func:`partial_lowering_backward`.
+* ``partial-lowering-forward``: the same forward, with im2col's hand rule (``W̄ = Pᵀ Ȳ`` and col2im) kept.
 
 Prints ms per step (median over rounds, and every round), the CPU model and the float32 matmul rate before
 and after; ``--out`` writes the numbers as JSON.
@@ -43,10 +48,11 @@ from jaxcnn.nn import models
 from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
 from jaxcnn.nn.protocol import init_with_state
 from jaxcnn.ops import conv as conv_lib
+from jaxcnn.ops import patches
 from jaxcnn.proof.gradients import MODES
 from jaxcnn.training import bench, loop, steps
 
-VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "winograd")
+VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "winograd", "partial-lowering", "partial-lowering-forward")
 
 
 def without_bias_relu(name):
@@ -84,6 +90,66 @@ def winograd_row(on):
         conv_lib.WINOGRAD_MIN_CHANNELS = saved
 
 
+def _lowered(x, kw, out_w):
+    """``Q[n, h, w, (j, c)] = x[n, h, w + j, c]``: im2col along the last spatial axis only."""
+    return jnp.concatenate([x[:, :, j:j + out_w, :] for j in range(kw)], axis=-1)
+
+
+def partial_lowering(x, w):
+    """VALID stride-1 2-D correlation as one GEMM on the width-lowered input and shifted sums of its rows.
+
+    .. math::
+       Z = Q\,W', \quad W'[(j, c), (i, o)] = w[i, j, c, o], \qquad
+       y[n, h, w, o] = \sum_i Z[n, h + i, w, (i, o)]
+    """
+    kh, kw, cin, cout = w.shape
+    n, height, width, _ = x.shape
+    out_h, out_w = height - kh + 1, width - kw + 1
+    rows = _lowered(x, kw, out_w).reshape(-1, kw * cin) @ w.transpose(1, 2, 0, 3).reshape(kw * cin, kh * cout)
+    rows = rows.reshape(n, height, out_w, kh, cout)
+    return sum(rows[:, i:i + out_h, :, i, :] for i in range(kh))
+
+
+def partial_lowering_backward(dy, x, w):
+    """Hand rule of :func:`partial_lowering`: ``x̄`` by the lecture's rule (``ȳ`` fully padded, the kernel
+    rotated 180° and its channels swapped) through the same lowering; ``w̄ = Qᵀ Z̄`` with
+    ``Z̄[n, h, w, (i, o)] = ȳ[n, h − i, w, o]`` (zero outside)."""
+    kh, kw, cin, cout = w.shape
+    out_w = x.shape[2] - kw + 1
+    full = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+    dx = partial_lowering(full, conv_lib.transpose_kernel(w, 1))
+    dz = jnp.stack([jnp.pad(dy, ((0, 0), (i, kh - 1 - i), (0, 0), (0, 0))) for i in range(kh)], axis=-2)
+    dw = _lowered(x, kw, out_w).reshape(-1, kw * cin).T @ dz.reshape(-1, kh * cout)
+    return dx, dw.reshape(kw, cin, kh, cout).transpose(2, 0, 1, 3)
+
+
+@contextlib.contextmanager
+def partial_lowering_in_explicit(on, *, rule=True):
+    """The ``explicit`` impl's forward (and, with ``rule``, its hand rule) through the partial lowering where
+    it applies."""
+    forward, backward = conv_lib._FORWARD["explicit"], conv_lib._BACKWARD["explicit"]  # pylint: disable=protected-access
+    applies = lambda x, w, config: (w.ndim == 4 and config.stride == (1, 1) and config.dilation == (1, 1)
+                                    and config.groups == 1 and x.shape[-1] >= 16)
+
+    def lowered_forward(x, w, config):
+        return partial_lowering(patches.pad_spatial(x, config.pairs), w) if applies(x, w, config) else forward(x, w, config)
+
+    def lowered_backward(dy, x, w, config):
+        if not applies(x, w, config):
+            return backward(dy, x, w, config)
+        dx, dw = partial_lowering_backward(dy, patches.pad_spatial(x, config.pairs), w)
+        return patches.pad_spatial(dx, [(-lo, -hi) for lo, hi in config.pairs]), dw
+
+    if on:
+        conv_lib._FORWARD["explicit"] = lowered_forward  # pylint: disable=protected-access
+        if rule:
+            conv_lib._BACKWARD["explicit"] = lowered_backward  # pylint: disable=protected-access
+    try:
+        yield
+    finally:
+        conv_lib._FORWARD["explicit"], conv_lib._BACKWARD["explicit"] = forward, backward  # pylint: disable=protected-access
+
+
 def candidate(name, grad, variant, images, labels, args):
     model = without_bias_relu(name) if variant == "no-bias-relu" else models.get_model(name)
     _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
@@ -96,7 +162,8 @@ def candidate(name, grad, variant, images, labels, args):
     key, index = jax.random.key(3), jnp.int32(0)
     extra = (state,) if state != () else ()
     start = time.perf_counter()
-    with winograd_row(variant == "winograd"):
+    with winograd_row(variant == "winograd"), partial_lowering_in_explicit(
+            variant.startswith("partial-lowering"), rule=variant == "partial-lowering"):
         compiled = steps.make_train_chunk(
             model, tx, grad=grad, augment="none", batch_size=args.batch,
             steps_per_epoch=args.steps_per_epoch, chunk=args.chunk).lower(

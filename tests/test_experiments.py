@@ -140,8 +140,48 @@ def test_step_levers_times_every_variant(tmp_path):
     stdout = _run("step_levers.py", "--models", "classic", "--grads", "autodiff", "manual", "--rounds", 1,
                   "--batch", 4, "--chunk", 2, "--steps-per-epoch", 4, "--out", tmp_path / "s.json")
     record = json.loads((tmp_path / "s.json").read_text())
-    variants = ("tree", "flat-opt", "flat", "no-bias-relu")
+    variants = ("tree", "flat-opt", "flat", "no-bias-relu", "partial-lowering", "partial-lowering-forward")
     assert set(record["results"]) == {f"classic {g} {v}" for g in ("autodiff", "manual") for v in variants} | {
         "classic manual winograd"}  # the row changes nothing under autodiff, so it runs under manual only
     assert all(r["median_ms_per_step"] > 0 and len(r["rounds"]) == 1 for r in record["results"].values())
     assert "of tree" in stdout and "GFLOP/s" in stdout
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 2), (0, 1))])
+def test_the_partial_lowering_lever_and_its_hand_rule_equal_lax_float64(x64, padding):
+    """The lever step_levers.py times is the same convolution: forward, hand rule and jax.grad of the forward
+    against lax (float64, 1e-10), through the explicit impl it replaces."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import step_levers
+    from jaxcnn import conv, conv_backward
+    from oracles import assert_close
+
+    rng = np.random.default_rng(0)
+    x, w = jnp.asarray(rng.normal(size=(2, 9, 8, 16))), jnp.asarray(rng.normal(size=(3, 3, 16, 5)))
+    y = conv(x, w, padding=padding, impl="lax")
+    dy = jnp.asarray(rng.normal(size=y.shape))
+    expected = conv_backward(dy, x, w, padding=padding, impl="lax")
+    with step_levers.partial_lowering_in_explicit(True):
+        assert_close(conv(x, w, padding=padding, impl="explicit"), y, rtol=1e-10)
+        for got, want in zip(conv_backward(dy, x, w, padding=padding, impl="explicit"), expected):
+            assert_close(got, want, rtol=1e-10)
+        pulled = jax.vjp(lambda x, w: conv(x, w, padding=padding, impl="explicit"), x, w)[1](dy)
+        for got, want in zip(pulled, expected):
+            assert_close(got, want, rtol=1e-10)
+    assert step_levers.conv_lib._FORWARD["explicit"] is step_levers.conv_lib._explicit_forward  # restored
+
+
+@pytest.mark.slow
+def test_layer_breakdown_times_every_layer_and_conv2s_parts(tmp_path):
+    stdout = _run("layer_breakdown.py", "--batch", 4, "--rounds", 1, "--out", tmp_path / "l.json")
+    record = json.loads((tmp_path / "l.json").read_text())
+    layers = ("conv1 1→32", "ReLU", "conv2 32→64", "ReLU + max pool", "dense 9216→128 + ReLU", "dense 128→10 + loss")
+    for layer in layers:
+        for who in ("jaxcnn autodiff", "jaxcnn manual", "PyTorch"):
+            assert record["median_ms"][f"{layer} | {who}"] > 0, (layer, who)
+    assert {"whole step, jaxcnn autodiff", "whole step, jaxcnn manual", "whole step, PyTorch"} <= set(record["median_ms"])
+    assert "conv2 part: GEMM kernel grad Pᵀ·Ȳ" in record["median_ms"]
+    assert "×PyTorch" in stdout and "GFLOP/s" in stdout and stdout.startswith("CPU ")

@@ -423,8 +423,8 @@ def winograd_forward(x, w, config, *, tile=None):
     unchanged):
 
     .. math::
-       y[n, q, o] \leftarrow 0 \quad \text{where} \quad x_{pad}[n, q + t, i] = 0
-       \;\; \forall t \in \{0, 1, 2\}^R,\ i \in \mathrm{group}(o)
+       y[n, q, o] \\leftarrow 0 \\quad \\text{where} \\quad x_{pad}[n, q + t, i] = 0
+       \\;\\; \\forall t \\in \\{0, 1, 2\\}^R,\\ i \\in \\mathrm{group}(o)
 
     It costs one pass over ``x`` (26×26×32→64 at batch 128, 2-core EPYC: forward
     32.62 → 33.47 ms, forward + hand rule 110.82 → 112.37 ms, one interleaved run).

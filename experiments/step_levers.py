@@ -99,8 +99,8 @@ def partial_lowering(x, w):
     """VALID stride-1 2-D correlation as one GEMM on the width-lowered input and shifted sums of its rows.
 
     .. math::
-       Z = Q\,W', \quad W'[(j, c), (i, o)] = w[i, j, c, o], \qquad
-       y[n, h, w, o] = \sum_i Z[n, h + i, w, (i, o)]
+       Z = Q\\,W', \\quad W'[(j, c), (i, o)] = w[i, j, c, o], \\qquad
+       y[n, h, w, o] = \\sum_i Z[n, h + i, w, (i, o)]
     """
     kh, kw, cin, cout = w.shape
     n, height, width, _ = x.shape

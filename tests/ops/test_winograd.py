@@ -370,13 +370,22 @@ def test_winograd_keeps_exact_zeros_and_its_gradient_float64(x64, case):
         coarse = np.repeat(coarse, block, axis=axis)
     mask = coarse[(slice(None), *(slice(0, n) for n in x_shape[1:-1]))]
     x = x * jnp.asarray(np.repeat(mask, x_shape[-1] // options["groups"], axis=-1))
-    explicit = np.asarray(conv(x, w, impl="explicit", **options))
-    got = np.asarray(winograd.winograd_forward(x, w, _config(x.shape, w.shape, **options), tile=tile))
-    np.testing.assert_array_equal(got == 0, explicit == 0, err_msg=f"{options} tile={tile} x{x_shape}")
-    y_shape = explicit.shape
+    config = _config(x.shape, w.shape, **options)
+    y_shape = jax.eval_shape(lambda x, w: conv(x, w, impl="lax", **options), x, w).shape
     dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=y_shape))
-    expected = vjp(lambda *a: conv(*a, impl="lax", **options), (x, w, b), dy)
+
+    def everything(x, w, b, dy):  # one compilation per example (as in test_equals_lax_and_jax_grad_float64)
+        wino = lambda *a, grad: conv(*a, impl="winograd", grad=grad, **options)
+        return dict(explicit=conv(x, w, impl="explicit", **options),
+                    winograd=winograd.winograd_forward(x, w, config, tile=tile),
+                    expected=vjp(lambda *a: conv(*a, impl="lax", **options), (x, w, b), dy),
+                    autodiff=vjp(lambda *a: wino(*a, grad="autodiff"), (x, w, b), dy),
+                    manual=vjp(lambda *a: wino(*a, grad="manual"), (x, w, b), dy))
+
+    results = jax.jit(everything, compiler_options={"xla_backend_optimization_level": 0})(x, w, b, dy)
+    msg = f"{options} tile={tile} x{x_shape}"
+    explicit, got = np.asarray(results["explicit"]), np.asarray(results["winograd"])
+    np.testing.assert_array_equal(got == 0, explicit == 0, err_msg=msg)
     for grad in ("autodiff", "manual"):
-        got = vjp(lambda *a: conv(*a, impl="winograd", grad=grad, **options), (x, w, b), dy)
-        for name, g, e in zip("xwb", got, expected):
-            assert_close(g, e, rtol=1e-10, err_msg=f"{grad} d{name} {options} tile={tile} x{x_shape}")
+        for name, g, e in zip("xwb", results[grad], results["expected"]):
+            assert_close(g, e, rtol=1e-10, err_msg=f"{grad} d{name} {msg}")

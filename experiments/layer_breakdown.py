@@ -39,7 +39,8 @@ from jaxcnn.ops import pool as pool_lib
 from jaxcnn.nn import models
 from jaxcnn.proof.gradients import MODES, loss_and_grad
 from jaxcnn.training import bench
-from step_levers import partial_lowering  # the lever's one definition (experiments/ is the script's path)
+from peer_nets import oihw, torch_net  # experiments/ is the script's path
+from step_levers import partial_lowering  # the lever's one definition
 
 
 def _vjp_call(function, arguments, cotangent):
@@ -78,10 +79,10 @@ def torch_layers(arrays, rng):
     functional = torch.nn.functional
     x0, w1, b1, a1, w2, b2, a2, h, wd, bd, h2, wo, bo, labels = (np.asarray(a) for a in arrays)
     nchw = lambda a: torch.tensor(a).permute(0, 3, 1, 2).contiguous()
-    oihw = lambda w: torch.tensor(w).permute(3, 2, 0, 1).contiguous().requires_grad_()
+    kernel = lambda w: torch.tensor(oihw(w)).requires_grad_()
     leaf = lambda a: torch.tensor(a).requires_grad_()
-    tx0, tw1, tb1 = nchw(x0), oihw(w1), leaf(b1)
-    ta1, tw2, tb2 = nchw(a1).requires_grad_(), oihw(w2), leaf(b2)
+    tx0, tw1, tb1 = nchw(x0), kernel(w1), leaf(b1)
+    ta1, tw2, tb2 = nchw(a1).requires_grad_(), kernel(w2), leaf(b2)
     ta2 = nchw(a2).requires_grad_()
     th, twd, tbd = leaf(h), leaf(np.ascontiguousarray(wd.T)), leaf(bd)
     th2, two, tbo, tlabels = leaf(h2), leaf(np.ascontiguousarray(wo.T)), leaf(bo), torch.tensor(labels).long()
@@ -106,7 +107,6 @@ def torch_layers(arrays, rng):
 def whole_steps(grads, batch, rng):
     """Forward + backward of the classic net's loss: jaxcnn per mode, PyTorch eager."""
     import torch  # pylint: disable=import-outside-toplevel
-    from torch import nn  # pylint: disable=import-outside-toplevel
     x = jnp.asarray(rng.random((batch, 28, 28, 1), dtype=np.float32))
     labels = jnp.asarray(rng.integers(0, 10, batch))
     model = models.classic_net()
@@ -115,14 +115,13 @@ def whole_steps(grads, batch, rng):
     for grad in grads:
         step = jax.jit(lambda p, x, y, grad=grad: loss_and_grad(model, p, x, y, mode=grad))
         candidates[f"whole step, jaxcnn {grad}"] = lambda step=step: step(params, x, labels)
-    net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10))
+    net = torch_net("classic")
     tx = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
     tlabels = torch.tensor(np.asarray(labels)).long()
 
     def torch_step():
         net.zero_grad()
-        nn.functional.cross_entropy(net(tx), tlabels).backward()
+        torch.nn.functional.cross_entropy(net(tx), tlabels).backward()
     candidates["whole step, PyTorch"] = torch_step
     return candidates
 

@@ -1,7 +1,12 @@
 """Shared test set-up: hypothesis profiles and float64 on demand.
 
-``JAXCNN_HYPOTHESIS=thorough`` selects >= 500 examples per property (run before
-resolving a change); the default "ci" profile runs >= 50.
+Every property test draws its examples under a profile chosen by ``JAXCNN_HYPOTHESIS``:
+
+- ``ci`` (the default): the example counts written in the tests (``examples(n)``) and
+  ``CI_EXAMPLES`` for properties without their own count; sized so the whole suite stays
+  within its ten-minute budget on two cores;
+- ``thorough``: ``THOROUGH_FACTOR`` times as many examples, with hypothesis's own
+  randomisation instead of the fixed derandomised sequence (run before resolving a change).
 """
 
 import atexit
@@ -19,15 +24,14 @@ if "JAXCNN_COMPILATION_CACHE" not in os.environ:
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-settings.register_profile(
-    "ci", max_examples=50, deadline=None, derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
-settings.register_profile(
-    "thorough", max_examples=500, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
-settings.load_profile(os.environ.get("JAXCNN_HYPOTHESIS", "ci"))
+from hypothesis_profiles import CI_EXAMPLES, PROFILE, THOROUGH_FACTOR  # noqa: E402
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True,
+                          suppress_health_check=_QUIET)
+settings.register_profile("thorough", max_examples=CI_EXAMPLES * THOROUGH_FACTOR, deadline=None,
+                          suppress_health_check=_QUIET)
+settings.load_profile(PROFILE)
 
 # Equivalence tests compare float32 gradients; pin matmul precision so that
 # accelerators (TF32 by default on GPU) compute what the CPU does.

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import layers as L
+from jaxcnn.nn import layers as L
 from jaxcnn.ops.losses import mean_squared_error
 from jaxcnn.proof.gradients import MODES, loss_and_grad
 from jaxcnn.training import data

@@ -3,7 +3,7 @@
     PYTHONPATH=. python experiments/edge_detection.py --out results/edges
 
 Applies the vertical, horizontal and 45° edge filters and the sharpening filter
-of :mod:`jaxcnn.kernels` to a few digits of the bundled MNIST sample and saves
+of :mod:`jaxcnn.lecture.kernels` to a few digits of the bundled MNIST sample and saves
 one PNG grid (rows: each digit's conv, ReLU and pooled maps; columns: filters)
 plus a JSON record of what was drawn.
 """

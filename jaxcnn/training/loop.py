@@ -3,13 +3,13 @@
 The data set lives on the device. Epoch ``e`` is keyed by
 ``fold_in(train_key, e)`` (shuffling and augmentation), so a resumed run repeats
 exactly what an uninterrupted one does. Each epoch runs as a few calls of one
-compiled epoch program (``jaxcnn.steps``; a tqdm bar advances per call); then
+compiled epoch program (``jaxcnn.training.steps``; a tqdm bar advances per call); then
 the test split is evaluated, one JSON line is appended to
-``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.checkpoint``).
-At the end, ``jaxcnn.plots`` draws the curves and the first layer's filters.
+``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.training.checkpoint``).
+At the end, ``jaxcnn.training.plots`` draws the curves and the first layer's filters.
 
 The same code runs on one device, on every device of a host and on several
-hosts: the batch is sharded along a ``data`` mesh (``jaxcnn.parallel``), and in
+hosts: the batch is sharded along a ``data`` mesh (``jaxcnn.training.parallel``), and in
 a multi-process run only process 0 writes the metrics, the plots and the log.
 A non-finite loss stops the run (:class:`Diverged`) before anything of the bad
 epoch is written, so the last good checkpoint stays the newest.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import math
 import pathlib
 import time
@@ -158,9 +157,10 @@ class TrainConfig:
 
 
 def conv_impls() -> tuple:
-    """``jaxcnn.ops.conv.IMPLS`` as it is now (the package re-exports the function ``conv``
-    under the module's name, hence the explicit module lookup)."""
-    return tuple(importlib.import_module("jaxcnn.ops.conv").IMPLS)
+    """``jaxcnn.ops.conv.IMPLS``: the ``impl`` names that ``conv`` accepts."""
+    from jaxcnn.ops.conv import IMPLS  # pylint: disable=import-outside-toplevel
+
+    return tuple(IMPLS)
 
 
 def _check_choice(name, value, accepted):
@@ -554,7 +554,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, resume: bool = False, pr
     """Trains ``config`` in ``workdir`` (created if needed) and evaluates after every epoch.
 
     ``WORKDIR`` receives ``config.json``, ``metrics.jsonl`` (one JSON object per
-    epoch), ``checkpoints/`` and the PNG plots (see ``jaxcnn.checkpoint``).
+    epoch), ``checkpoints/`` and the PNG plots (see ``jaxcnn.training.checkpoint``).
 
     The run holds ``WORKDIR/.lock`` while it lasts (``checkpoint.lock_workdir``).
 

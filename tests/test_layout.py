@@ -95,3 +95,27 @@ def test_the_flat_layouts_module_paths_are_gone(old):
 
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module(f"jaxcnn.{old}")
+
+
+def test_the_package_imports_no_script_folder():
+    """``benchmarks/`` and ``experiments/`` sit beside the package and use it; it never imports them."""
+    bad = [f"{path.relative_to(PACKAGE.parent)}:{line}: {name}"
+           for path in sorted(PACKAGE.rglob("*.py"))
+           for line, name in _imports(path) if name.split(".")[0] in ("benchmarks", "experiments", "_timing")]
+    assert not bad, bad
+
+
+def _imports(path: pathlib.Path):
+    """``(line, dotted name)`` for every absolute import in ``path``."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+
+
+def test_experiments_holds_the_research_examples_and_benchmarks_the_performance_scripts():
+    root = PACKAGE.parent
+    assert sorted(p.name for p in (root / "experiments").glob("*.py")) == [
+        "autoencoder.py", "compare_gradients.py", "conv_views.py", "edge_detection.py"]
+    assert (root / "benchmarks" / "_timing.py").is_file() and not (PACKAGE / "training" / "bench.py").exists()

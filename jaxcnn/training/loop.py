@@ -344,6 +344,44 @@ def _check_steps(config: TrainConfig, steps_per_epoch: int) -> None:
                          f"{steps_per_epoch} steps overflow the int32 step counter (at most 2**31 - 1 steps)")
 
 
+class Built(NamedTuple):
+    """What every run of a config starts from (:func:`build`): its data as NumPy arrays
+    ``(train_images, train_labels, test_images, test_labels)``, the model, its initial params and
+    state (``None`` without state), the optimizer and the number of steps per epoch."""
+
+    data: tuple
+    model: object
+    params: list
+    model_state: object
+    tx: optax.GradientTransformation
+    steps_per_epoch: int
+
+
+def build(config: TrainConfig) -> Built:
+    """Loads ``config``'s data, checks it against the config, builds the model, its init and the optimizer.
+
+    ``config`` is validated and its dataset resolved (:func:`resolve_dataset`). Shared by
+    :func:`prepare` and the modes comparison (:func:`jaxcnn.training.compare.train_modes`), so both
+    start from the same data, init and optimizer.
+
+    Raises:
+      ValueError: missing or malformed data, a batch larger than the training set, images the
+        model does not accept, or more steps than the optimizer's int32 step counter holds.
+    """
+    train_images, train_labels = load_split(config, "train")
+    test_images, test_labels = load_split(config, "test")
+    if config.batch_size > len(train_labels):
+        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
+                         f"got {config.batch_size}")
+    classes = data.num_classes(config.dataset, config.data_dir)
+    _check_images(config, train_images.shape[1:], test_images.shape[1:], classes)
+    steps = len(train_labels) // config.batch_size
+    _check_steps(config, steps)
+    model, params = build_model(config, train_images.shape[1:], classes)
+    return Built((train_images, train_labels, test_images, test_labels), model, params,
+                 initial_model_state(model, train_images.shape[1:]), make_optimizer(config, steps), steps)
+
+
 def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print) -> Run:
     """Validates ``config``, loads the data onto the device, builds or restores the state.
 
@@ -372,18 +410,10 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
             raise ValueError(f"epochs must be at least the {last} epochs already trained, got {config.epochs}")
     else:
         _check_fresh(workdir)
-    train_images, train_labels = load_split(config, "train")
-    test_images, test_labels = load_split(config, "test")
-    if config.batch_size > len(train_labels):
-        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
-                         f"got {config.batch_size}")
-    classes = data.num_classes(config.dataset, config.data_dir)
-    _check_images(config, train_images.shape[1:], test_images.shape[1:], classes)
-    _check_steps(config, len(train_labels) // config.batch_size)
-    model, params = build_model(config, train_images.shape[1:], classes)
-    steps = len(train_labels) // config.batch_size
-    tx = make_optimizer(config, steps)
-    state = initial_state(config, params, tx, initial_model_state(model, train_images.shape[1:]))
+    built = build(config)
+    model, tx, steps = built.model, built.tx, built.steps_per_epoch
+    train_images, train_labels, test_images, test_labels = built.data
+    state = initial_state(config, built.params, tx, built.model_state)
     history = []
     if resume and last is not None:
         state = checkpoint.restore(workdir, state, last)

@@ -494,7 +494,7 @@ def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch: in
         done += chunk
         bar.update(chunk)
         bar.set_postfix(loss=f"{loss_sum / done:.4f}")
-        interrupt.phase(f"epoch {epoch} step {done}")  # a test hook
+        interrupt.phase(f"epoch {epoch} step {done}")  # a named moment (interrupt.phase)
     return params, opt_state, loss_sum, correct, model_state
 
 
@@ -536,7 +536,7 @@ def run_epochs(run: Run, *, progress: bool = True, stop_after: Optional[int] = N
     model_state = state.get("model_state")
     _, train_key = jax.random.split(jax.random.wrap_key_data(jnp.asarray(parallel.to_host(state["key"]))))
     writer = parallel.is_writer()
-    interrupt.phase("compile")  # a test hook
+    interrupt.phase("compile")  # a named moment (interrupt.phase)
     train_chunk, evaluate, chunk, compile_seconds = _compile(run)
     first, last = int(state["epoch"]) + 1, config.epochs
     if stop_after is not None:

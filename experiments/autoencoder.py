@@ -1,6 +1,6 @@
 """A convolutional autoencoder (Conv + ConvTranspose) trained in the three gradient modes.
 
-    PYTHONPATH=. python experiments/autoencoder.py --out results/autoencoder
+    python experiments/autoencoder.py --out runs/autoencoder
 
 Encoder: Conv 3×3/2 (16) → ReLU → Conv 3×3/2 (4) → ReLU (28×28×1 → a 7×7×4 code, 196 numbers for
 784 pixels); decoder:
@@ -14,6 +14,11 @@ of the first test digits) and ``autoencoder.json`` (per-mode test MSE per epoch,
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import pathlib
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcnn import layers as L
+from jaxcnn.nn import layers as L
 from jaxcnn.ops.losses import mean_squared_error
 from jaxcnn.proof.gradients import MODES, loss_and_grad
 from jaxcnn.training import data
@@ -42,7 +47,7 @@ def autoencoder():
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", default="runs/autoencoder", help="output directory")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-3)

@@ -1,6 +1,6 @@
 """The three gradient modes trained side by side, from the same init: how far apart do they drift?
 
-    PYTHONPATH=. python experiments/compare_gradients.py --out docs --dtype float32 float64
+    python experiments/compare_gradients.py --out runs/compare_gradients --dtype float32 float64
 
 Trains one network (default: the classic net on the 5,000 bundled MNIST digits, AdamW with the
 one-cycle schedule, 5 epochs of batch 125, no augmentation) with ``grad`` = autodiff, manual
@@ -18,6 +18,11 @@ and backprop: same init, same batches, only the order of the floating-point oper
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import pathlib
@@ -33,7 +38,7 @@ MARKERS = {"manual": "o", "backprop": "x"}
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", default="runs/compare_gradients", help="output directory")
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=compare.DTYPES,
                         help="one run per dtype (default float32; float64 is the contrast)")
     parser.add_argument("--model", default="classic")

@@ -1,6 +1,6 @@
 """Every view of one convolution on the same inputs: agreement, timings, the notes' numbers.
 
-    PYTHONPATH=. python experiments/conv_views.py --out results/conv_views
+    python experiments/conv_views.py --out runs/conv_views
 
 Runs ``impl="lax"``, ``"explicit"``, ``"fft"`` and the Toeplitz matrix, prints
 each one's distance from lax and its median time, then the lecture notes'
@@ -8,6 +8,11 @@ worked numbers; writes everything to ``DIR/conv_views.json``.
 """
 
 from __future__ import annotations
+
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
 
 import argparse
 import json
@@ -21,7 +26,7 @@ from jaxcnn.lecture.views import compare_views, worked_numbers
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/conv_views", help="output directory")
+    parser.add_argument("--out", default="runs/conv_views", help="output directory")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=16, help="height = width of the input")
     parser.add_argument("--in-channels", type=int, default=4)

@@ -1,14 +1,19 @@
 """Hand-made filters on real MNIST digits: conv → ReLU → max-pool, as in seed 004.
 
-    PYTHONPATH=. python experiments/edge_detection.py --out results/edges
+    python experiments/edge_detection.py --out runs/edges
 
 Applies the vertical, horizontal and 45° edge filters and the sharpening filter
-of :mod:`jaxcnn.kernels` to a few digits of the bundled MNIST sample and saves
+of :mod:`jaxcnn.lecture.kernels` to a few digits of the bundled MNIST sample and saves
 one PNG grid (rows: each digit's conv, ReLU and pooled maps; columns: filters)
 plus a JSON record of what was drawn.
 """
 
 from __future__ import annotations
+
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
 
 import argparse
 import json
@@ -25,7 +30,7 @@ STAGE_TITLES = {"conv": "conv", "relu": "ReLU", "pool": "max-pool 2×2"}
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", default="runs/edges", help="output directory")
     parser.add_argument("--digits", type=int, default=3, help="how many test digits to show")
     parser.add_argument("--dataset", default="mnist-sample")
     return parser.parse_args(argv)

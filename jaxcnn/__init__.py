@@ -1,102 +1,68 @@
 """jaxcnn: pure-functional JAX CNNs whose every op has a hand-derived gradient.
 
 The package is organised by floor, and imports only run downward:
-``ops`` (math and hand rules) < ``nn`` (layers, models) < ``proof`` (gradient modes, checks)
-< ``training`` (data to checkpoints); ``lecture`` holds the notes' alternative views.
-This module is the public face; the old flat module paths (``jaxcnn.layers``,
-``jaxcnn.train``, ``jaxcnn.conv`` as a module, …) stay importable as aliases.
+``jaxcnn.ops`` (math and hand rules) < ``jaxcnn.nn`` (layers, models) < ``jaxcnn.proof``
+(gradient modes, checks) < ``jaxcnn.training`` (data to checkpoints); ``jaxcnn.lecture``
+holds the notes' alternative views and ``jaxcnn.testing`` the checker for a user's hand rule.
+
+This module is the public face: every op with its hand rule, every layer, combinator
+and named model, the gradient modes, and the training entry points, each under one
+name (``jaxcnn.conv``, ``jaxcnn.Conv``, ``jaxcnn.loss_and_grad``, ``jaxcnn.TrainConfig``).
+The names are imported on first use, so ``import jaxcnn`` alone loads nothing else and
+changes nothing in the process: the ``jaxcnn`` command's Ctrl-C handling and allocator
+setting are :func:`configure_process`, an explicit call.
 """
 
-# First, before jax imports: in the ``jaxcnn`` command (only there), Ctrl-C from now on exits with one line.
-from jaxcnn.training import interrupt as _interrupt  # isort: skip
+import importlib as _importlib
 
-_interrupt.install_if_command()
+__version__ = "0.2.0"
 
-# Also before jax starts its threads: keep the memory XLA:CPU frees (fresh pages cost a step up to a third).
-from jaxcnn.training import allocator as _allocator  # noqa: E402  # isort: skip
-
-_allocator.keep_freed_memory()
-
-import importlib as _importlib  # noqa: E402
-import sys as _sys
-
-from jaxcnn.lecture.toeplitz import conv_matrix, convolve
-from jaxcnn.nn.layers import AvgPool, Conv, Dense, Flatten, Layer, MaxPool, Relu, serial
-from jaxcnn.nn.summary import param_count, summarize_named, summary
-from jaxcnn.ops.activations import (
-    elu,
-    elu_backward,
-    gelu,
-    gelu_backward,
-    leaky_relu,
-    leaky_relu_backward,
-    log_softmax,
-    relu,
-    relu_backward,
-    sigmoid,
-    sigmoid_backward,
-    silu,
-    silu_backward,
-    softmax,
-    softplus,
-    softplus_backward,
-    tanh,
-    tanh_backward,
-)
-from jaxcnn.ops.conv import conv, conv_backward
-from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward
-from jaxcnn.ops.dense import dense, dense_backward
-from jaxcnn.ops.dropout import dropout, dropout_backward
-from jaxcnn.ops.hand_rule import hand_rule
-from jaxcnn.ops.losses import (
-    softmax_binary_cross_entropy,
-    softmax_binary_cross_entropy_backward,
-    softmax_cross_entropy,
-    softmax_cross_entropy_backward,
-)
-from jaxcnn.ops.norms import (
-    batch_moments,
-    batch_norm,
-    batch_norm_backward,
-    batch_norm_inference,
-    batch_norm_inference_backward,
-    group_norm,
-    group_norm_backward,
-    layer_norm,
-    layer_norm_backward,
-)
-from jaxcnn.ops.padding import conv_output_size
-from jaxcnn.ops.pool import (
-    avg_pool,
-    avg_pool_backward,
-    global_avg_pool,
-    global_avg_pool_backward,
-    max_pool,
-    max_pool_backward,
-)
-from jaxcnn.proof.gradients import backprop, loss_and_grad
-from jaxcnn import testing  # jaxcnn.testing.assert_hand_rule, the public checker
-from jaxcnn.training.loop import TrainConfig, evaluate_checkpoint, train_and_evaluate
-
-# The flat layout's module paths, kept working: ``import jaxcnn.layers as L``,
-# ``from jaxcnn import data``, ``from jaxcnn.conv import IMPLS``, ...
-_MOVED = {
-    "activations": "jaxcnn.ops.activations", "conv": "jaxcnn.ops.conv", "dense": "jaxcnn.ops.dense",
-    "fft": "jaxcnn.ops.fft", "losses": "jaxcnn.ops.losses", "manual": "jaxcnn.ops.hand_rule",
-    "padding": "jaxcnn.ops.padding", "patches": "jaxcnn.ops.patches", "pool": "jaxcnn.ops.pool",
-    "layers": "jaxcnn.nn.layers", "models": "jaxcnn.nn.models", "summary": "jaxcnn.nn.summary",
-    "gradients": "jaxcnn.proof.gradients", "gradcheck": "jaxcnn.proof.gradcheck",
-    "augment": "jaxcnn.training.augment", "bench": "jaxcnn.training.bench",
-    "checkpoint": "jaxcnn.training.checkpoint", "data": "jaxcnn.training.data",
-    "optim": "jaxcnn.training.optim", "parallel": "jaxcnn.training.parallel",
-    "plots": "jaxcnn.training.plots", "steps": "jaxcnn.training.steps", "train": "jaxcnn.training.loop",
-    "kernels": "jaxcnn.lecture.kernels", "toeplitz": "jaxcnn.lecture.toeplitz", "views": "jaxcnn.lecture.views",
+_EXPORTS = {
+    "jaxcnn.ops": (
+        "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
+        "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward",
+        "softplus", "softplus_backward", "silu", "silu_backward", "softmax", "log_softmax",
+        "conv", "conv_backward", "conv_transpose", "conv_transpose_backward",
+        "dense", "dense_backward", "dropout", "dropout_backward",
+        "softmax_cross_entropy", "softmax_cross_entropy_backward",
+        "softmax_binary_cross_entropy", "softmax_binary_cross_entropy_backward",
+        "mean_squared_error", "mean_squared_error_backward",
+        "batch_moments", "batch_norm", "batch_norm_backward", "batch_norm_inference", "batch_norm_inference_backward",
+        "layer_norm", "layer_norm_backward", "group_norm", "group_norm_backward",
+        "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool", "global_avg_pool_backward",
+        "conv_output_size", "conv_transpose_output_size",
+    ),
+    "jaxcnn.ops.hand_rule": ("hand_rule",),
+    "jaxcnn.nn": (
+        "Layer", "init_with_state", "apply_with_state", "forward_with_state", "stateful_layer",
+        "Conv", "ConvTranspose", "Dense", "Flatten", "MaxPool", "AvgPool", "GlobalAvgPool",
+        "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Gelu", "Softplus", "Silu",
+        "LayerNorm", "GroupNorm", "BatchNorm", "Dropout",
+        "serial", "parallel", "residual", "FanOut", "FanInSum", "FanInConcat", "Identity",
+        "lecture_net", "classic_net", "sequence_net", "classic_dropout_net", "basic_block", "resnet", "get_model",
+        "summary", "summarize_named", "param_count", "layer_rows",
+    ),
+    "jaxcnn.proof": ("loss_and_grad", "loss_grad_and_logits", "backprop"),
+    "jaxcnn.lecture": ("conv_matrix", "convolve"),
+    "jaxcnn.training": ("TrainConfig", "train_and_evaluate", "evaluate_checkpoint", "configure_process"),
 }
-for _old, _new in _MOVED.items():
-    _module = _importlib.import_module(_new)
-    _sys.modules.setdefault(f"{__name__}.{_old}", _module)
-    if _old not in globals():  # ``jaxcnn.conv``, ``jaxcnn.dense``, ``jaxcnn.summary`` stay the functions
-        globals()[_old] = _module
-del _old, _new, _module
+_SUBPACKAGES = ("ops", "nn", "proof", "training", "lecture", "testing")
+_SOURCE = {name: package for package, names in _EXPORTS.items() for name in names}
 
-__version__ = "0.1.0"
+__all__ = [*_SUBPACKAGES, *_SOURCE]
+
+
+def __getattr__(name):
+    """Imports a subpackage, or an exported name's floor, on first use (PEP 562)."""
+    if name in _SUBPACKAGES:
+        value = _importlib.import_module(f"{__name__}.{name}")
+    elif name in _SOURCE:
+        value = getattr(_importlib.import_module(_SOURCE[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -12,21 +12,26 @@ Ctrl-C, at any moment, prints one line ``jaxcnn: interrupted; continue with: ...
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import importlib
-import math
-import pathlib
-import shlex
-import sys
-import time
+from jaxcnn.training import process  # isort: skip  (the standard library only)
 
-import jax
+# The jaxcnn script (whose entry is main): Ctrl-C handler and allocator setting, before jax is imported.
+process.configure_command()
 
-from jaxcnn.nn import models
-from jaxcnn.proof import gradients
-from jaxcnn.training import augment, checkpoint, data, interrupt, parallel
-from jaxcnn.training import loop as train
+import argparse  # noqa: E402  # pylint: disable=wrong-import-position,wrong-import-order
+import dataclasses  # noqa: E402
+import math  # noqa: E402
+import pathlib  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+from jaxcnn.nn import models  # noqa: E402
+from jaxcnn.nn.summary import summarize_named  # noqa: E402
+from jaxcnn.proof import gradients  # noqa: E402
+from jaxcnn.training import augment, checkpoint, data, interrupt, parallel  # noqa: E402
+from jaxcnn.training import loop as train  # noqa: E402
 
 USAGE_ERROR = 2
 DIVERGED = 3
@@ -322,9 +327,7 @@ def _add_summary_parser(commands) -> None:
 
 def _summary(args) -> int:
     try:
-        # By module name: the package re-exports a function called ``summary``.
-        summary = importlib.import_module("jaxcnn.nn.summary")
-        print(summary.summarize_named(args.model))
+        print(summarize_named(args.model))
     except (ImportError, ValueError) as error:
         raise CliError(error) from error
     return 0

@@ -1,25 +1,19 @@
-"""The experiment scripts run end to end on small settings and write sane files."""
+"""The research examples of ``experiments/`` run end to end on small settings and write sane files.
+
+Each runs as a user runs it: ``python experiments/NAME.py`` from the repository root, no ``PYTHONPATH``.
+"""
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers.scripts import run_script
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(script, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / script), *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_script("experiments", script, *args)
 
 
 @pytest.mark.slow
@@ -90,98 +84,3 @@ def test_autoencoder_trains_in_three_modes_and_draws_reconstructions(tmp_path):
     png = (tmp_path / "reconstructions.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 5_000
     assert "backprop" in stdout
-
-
-@pytest.mark.slow
-def test_winograd_bench_writes_every_candidate(tmp_path):
-    stdout = _run("winograd_bench.py", "--out", tmp_path, "--layer", "conv1", "--batch", 2, "--rounds", 1,
-                  "--no-torch")
-    record = json.loads((tmp_path / "winograd_bench.json").read_text())
-    assert str(tmp_path / "winograd_bench.json") in stdout and "model name" not in record["cpu"]
-    rows = {(r["impl"], r["what"]): r for r in record["rows"]}
-    impls = ("explicit", "lax", "winograd F(4,3)", "winograd F(2,3)")
-    assert set(rows) == {(i, w) for i in impls for w in ("forward", "fwd+bwd")} | {
-        ("explicit", "fwd+bwd autodiff"), ("winograd F(4,3)", "fwd+bwd autodiff")}
-    assert rows[("explicit", "forward")]["vs_explicit"] == 1.0
-    assert all(0 < r["ms"] < 10_000 and r["compile_seconds"] > 0 for r in rows.values())
-
-
-@pytest.mark.slow
-def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses(tmp_path):
-    # 15 calls, as tests/training/test_allocator.py: glibc now and then places the buffer anew, and over 6 calls
-    # 3 such refaults made the median of a run refault too (2026-12-01)
-    stdout = _run("fresh_pages.py", "--models", "classic", "--rounds", 1, "--steps", 15, "--out", tmp_path / "f.json")
-    record = json.loads((tmp_path / "f.json").read_text())
-    (row,) = record["rows"]
-    assert row["model"] == "classic" and row["off_ms"] > 0 and row["on_ms"] > 0 and "off/on" in stdout
-    # the fact behind the lever, deterministic where the time is not: without the settings every step
-    # faults its ~100 MB of temporaries in anew; with them (glibc) the typical (median) step reuses them
-    from oracles import small_pages_only  # tests/ is on the path (pyproject)
-
-    if small_pages_only():
-        assert row["off_median_faults"] > 20_000 and row["on_median_faults"] < row["off_median_faults"] / 4, row
-
-
-@pytest.mark.slow
-def test_resnet_levers_times_chunks_with_and_without_the_second_forward(tmp_path):
-    stdout = _run("resnet_levers.py", "--chunks", "auto:autodiff:rolled", "--second-forward", "--evals",
-                  "resnet:auto:16", "--rounds", 1, "--batch", 4, "--test-images", 32, "--out", tmp_path / "r.json")
-    record = json.loads((tmp_path / "r.json").read_text())
-    assert set(record["results"]) == {"chunk auto:autodiff:rolled", "chunk auto:autodiff:rolled+2fwd",
-                                      "eval resnet:auto:16"}
-    assert all(r["median"] > 0 and len(r["rounds"]) == 1 and r["compile_seconds"] > 0
-               for r in record["results"].values())
-    assert "ms/step" in stdout and "GFLOP/s" in stdout
-
-
-@pytest.mark.slow
-def test_step_levers_times_every_variant(tmp_path):
-    """The flat carries, the bias+ReLU bound and the Winograd row switched on, on a tiny classic chunk."""
-    stdout = _run("step_levers.py", "--models", "classic", "--grads", "autodiff", "manual", "--rounds", 1,
-                  "--batch", 4, "--chunk", 2, "--steps-per-epoch", 4, "--out", tmp_path / "s.json")
-    record = json.loads((tmp_path / "s.json").read_text())
-    variants = ("tree", "flat-opt", "flat", "no-bias-relu", "partial-lowering", "partial-lowering-forward")
-    assert set(record["results"]) == {f"classic {g} {v}" for g in ("autodiff", "manual") for v in variants} | {
-        "classic manual winograd"}  # the row changes nothing under autodiff, so it runs under manual only
-    assert all(r["median_ms_per_step"] > 0 and len(r["rounds"]) == 1 for r in record["results"].values())
-    assert "of tree" in stdout and "GFLOP/s" in stdout
-
-
-@pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 2), (0, 1))])
-def test_the_partial_lowering_lever_and_its_hand_rule_equal_lax_float64(x64, padding):
-    """The lever step_levers.py times is the same convolution: forward, hand rule and jax.grad of the forward
-    against lax (float64, 1e-10), through the explicit impl it replaces."""
-    sys.path.insert(0, str(ROOT / "experiments"))
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import step_levers
-    from jaxcnn import conv, conv_backward
-    from oracles import assert_close
-
-    rng = np.random.default_rng(0)
-    x, w = jnp.asarray(rng.normal(size=(2, 9, 8, 16))), jnp.asarray(rng.normal(size=(3, 3, 16, 5)))
-    y = conv(x, w, padding=padding, impl="lax")
-    dy = jnp.asarray(rng.normal(size=y.shape))
-    expected = conv_backward(dy, x, w, padding=padding, impl="lax")
-    with step_levers.partial_lowering_in_explicit(True):
-        assert_close(conv(x, w, padding=padding, impl="explicit"), y, rtol=1e-10)
-        for got, want in zip(conv_backward(dy, x, w, padding=padding, impl="explicit"), expected):
-            assert_close(got, want, rtol=1e-10)
-        pulled = jax.vjp(lambda x, w: conv(x, w, padding=padding, impl="explicit"), x, w)[1](dy)
-        for got, want in zip(pulled, expected):
-            assert_close(got, want, rtol=1e-10)
-    assert step_levers.conv_lib._FORWARD["explicit"] is step_levers.conv_lib._explicit_forward  # restored
-
-
-@pytest.mark.slow
-def test_layer_breakdown_times_every_layer_and_conv2s_parts(tmp_path):
-    stdout = _run("layer_breakdown.py", "--batch", 4, "--rounds", 1, "--out", tmp_path / "l.json")
-    record = json.loads((tmp_path / "l.json").read_text())
-    layers = ("conv1 1→32", "ReLU", "conv2 32→64", "ReLU + max pool", "dense 9216→128 + ReLU", "dense 128→10 + loss")
-    for layer in layers:
-        for who in ("jaxcnn autodiff", "jaxcnn manual", "PyTorch"):
-            assert record["median_ms"][f"{layer} | {who}"] > 0, (layer, who)
-    assert {"whole step, jaxcnn autodiff", "whole step, jaxcnn manual", "whole step, PyTorch"} <= set(record["median_ms"])
-    assert "conv2 part: GEMM kernel grad Pᵀ·Ȳ" in record["median_ms"]
-    assert "×PyTorch" in stdout and "GFLOP/s" in stdout and stdout.startswith("CPU ")

@@ -82,17 +82,40 @@ def test_the_checker_sees_a_violation(tmp_path):
     assert [name for _, name in _jaxcnn_imports(module)] == ["jaxcnn.training", "jaxcnn.proof.gradients"]
 
 
-def test_old_flat_paths_still_import():
+OLD_FLAT_PATHS = ("activations", "conv", "dense", "fft", "losses", "manual", "padding", "patches", "pool", "layers",
+                  "models", "summary", "gradients", "gradcheck", "augment", "bench", "checkpoint", "data", "optim",
+                  "parallel", "plots", "steps", "train", "kernels", "toeplitz", "views")
+
+
+@pytest.mark.parametrize("old", OLD_FLAT_PATHS)
+def test_the_flat_layouts_module_paths_are_gone(old):
+    """``jaxcnn.layers``, ``jaxcnn.train``, ... were aliases of the floors' modules; each is now
+    only reachable under its floor (CHANGELOG.md lists the moves)."""
     import importlib
 
-    import jaxcnn
-    import jaxcnn.layers as L  # noqa: F401  (the README's spelling)
-    from jaxcnn import data, layers, models, train  # the flat spellings, resolved through the aliases
-    from jaxcnn.conv import IMPLS  # a submodule path whose package attribute is the function
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"jaxcnn.{old}")
 
-    assert data.SAMPLE_DIR.is_dir() and models.MODELS and IMPLS
 
-    for old in jaxcnn._MOVED:  # pylint: disable=protected-access
-        assert importlib.import_module(f"jaxcnn.{old}") is importlib.import_module(jaxcnn._MOVED[old])
-    assert callable(jaxcnn.conv) and callable(jaxcnn.dense) and callable(jaxcnn.summary)
-    assert layers.serial is L.serial and train.train_and_evaluate is jaxcnn.train_and_evaluate
+def test_the_package_imports_no_script_folder():
+    """``benchmarks/`` and ``experiments/`` sit beside the package and use it; it never imports them."""
+    bad = [f"{path.relative_to(PACKAGE.parent)}:{line}: {name}"
+           for path in sorted(PACKAGE.rglob("*.py"))
+           for line, name in _imports(path) if name.split(".")[0] in ("benchmarks", "experiments", "_timing")]
+    assert not bad, bad
+
+
+def _imports(path: pathlib.Path):
+    """``(line, dotted name)`` for every absolute import in ``path``."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+
+
+def test_experiments_holds_the_research_examples_and_benchmarks_the_performance_scripts():
+    root = PACKAGE.parent
+    assert sorted(p.name for p in (root / "experiments").glob("*.py")) == [
+        "autoencoder.py", "compare_gradients.py", "conv_views.py", "edge_detection.py"]
+    assert (root / "benchmarks" / "_timing.py").is_file() and not (PACKAGE / "training" / "bench.py").exists()

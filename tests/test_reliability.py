@@ -4,10 +4,11 @@
    naming the argument and what is accepted; the ``jaxcnn`` command (in-process
    through ``cli.main``, and in a real process) prints one line
    ``jaxcnn: error: ...`` on stderr, exits with status 2, no traceback.
-2. The work directory survives a kill at any instant (``jaxcnn.checkpoint``):
+2. The work directory survives a kill at any instant (``jaxcnn.training.checkpoint``):
    uncommitted and half-pruned checkpoints are ignored, a torn metrics line too.
 3. Fault tests in real processes: runs killed with SIGKILL during epoch 2's
-   training and inside epoch 2's checkpoint save (``JAXCNN_TEST_KILL_IN_SAVE``),
+   training and inside epoch 2's checkpoint save (the test-side observer of
+   ``tests/helpers/jaxcnn_observer.py``),
    then resumed, end with the params and metrics of an uninterrupted run; two
    runs with the same seed are bitwise identical (wall-clock fields aside).
 
@@ -36,6 +37,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
+from helpers import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint
 from jaxcnn.training import data
@@ -506,9 +508,7 @@ def test_config_is_replaced_whole(tmp_path):
 
 
 def _env(**extra):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    env.pop(checkpoint.KILL_IN_SAVE_ENV, None)
-    return {**env, **extra}
+    return observer.env(**extra)
 
 
 def _start(workdir: pathlib.Path, *argv, **env):
@@ -545,7 +545,7 @@ def runs(tmp_path_factory):
     file is written and before the commit); then both killed runs resume."""
     root = tmp_path_factory.mktemp("faults")
     workdir = {name: root / name for name in ("reference", "twin", "killed_in_training", "killed_in_save")}
-    kill_env = {"killed_in_save": {checkpoint.KILL_IN_SAVE_ENV: "2"}}
+    kill_env = {"killed_in_save": {observer.KILL_IN_SAVE_ENV: "2"}}
     processes, resumed, intruder = {}, {}, {}
     try:
         for name, path in workdir.items():

@@ -1,7 +1,7 @@
 """One convolution, five views: window sums (lax, explicit), spectra (fft), Winograd tiles, a matrix.
 
 :func:`compare_views` runs every ``impl`` of :func:`jaxcnn.conv` and the
-Toeplitz matrix of :func:`jaxcnn.toeplitz.conv_matrix` on the same inputs and
+Toeplitz matrix of :func:`jaxcnn.lecture.toeplitz.conv_matrix` on the same inputs and
 reports how far each is from ``impl="lax"`` and how long each takes;
 :func:`worked_numbers` recomputes the numbers the lecture notes work out by hand.
 """

@@ -21,9 +21,10 @@ whole-epoch ``lax.scan`` allocates once per epoch, so only the per-call path
 
 The process then keeps its peak heap for reuse: the price is resident memory
 that does not shrink after a large computation, which is what a training
-process wants. ``jaxcnn/__init__.py`` calls it on import, before jax starts its
-threads (an arena is bound to a thread at its first allocation, so it must run
-before the first computation to take full effect). Set the environment variable
+process wants. Importing jaxcnn does not call it: the ``jaxcnn`` command does, at its
+start, and a user's script asks for it with :func:`jaxcnn.training.configure_process`,
+before jax starts its threads (an arena is bound to a thread at its first allocation,
+so it must run before the first computation to take full effect). Set the environment variable
 ``JAXCNN_KEEP_FREED_MEMORY=0`` to leave the allocator alone. On anything but
 glibc (macOS, musl) it does nothing. The same settings can be given to any
 process without jaxcnn through glibc's tunables:

@@ -26,10 +26,6 @@ A run killed at any instant (SIGKILL, out of memory) leaves nothing that loads w
 Ctrl-C (in the ``jaxcnn`` command) never cuts a write: ``save``, ``append_metrics`` and the
 atomic replacements are ``interrupt.deferring`` sections, and the command exits when they end.
 
-For tests only, ``JAXCNN_TEST_KILL_IN_SAVE=EPOCH`` makes ``save`` kill its own
-process (SIGKILL) while saving epoch ``EPOCH``: after orbax has written every
-file, just before the commit rename.
-
 orbax is imported on first use (it is slow to import and only training needs it).
 """
 
@@ -39,7 +35,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 
 try:
@@ -56,7 +51,6 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 MAX_TO_KEEP = 2
 UNCOMMITTED_MARK = ".orbax-checkpoint-tmp"  # orbax's marker of a step directory not yet committed
-KILL_IN_SAVE_ENV = "JAXCNN_TEST_KILL_IN_SAVE"
 LOCK_FILE = ".lock"
 
 
@@ -399,26 +393,6 @@ def _prune(directory: pathlib.Path, keep: int) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _killed_before_commit(epoch: int):
-    """orbax's default temporary path (``None``), or under ``JAXCNN_TEST_KILL_IN_SAVE=epoch``
-    one whose commit of the step directory SIGKILLs the process instead; with the test hook
-    ``interrupt.phase("save EPOCH")`` watched, the commit first reports (and may pause at) that phase."""
-    kill = os.environ.get(KILL_IN_SAVE_ENV) == str(epoch)
-    if not (kill or interrupt.watched(f"save {epoch}")):
-        return None
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-
-    class KilledBeforeCommit(ocp.path.atomicity.AtomicRenameTemporaryPath):
-        async def finalize(self, *args, **kwargs):
-            if self.get_final().name == str(epoch):  # the step directory, not an item inside it
-                interrupt.phase(f"save {epoch}")
-                if kill:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            return await super().finalize(*args, **kwargs)
-
-    return KilledBeforeCommit
-
-
 @interrupt.deferring  # Ctrl-C waits until the checkpoint is committed
 def save(workdir, state: dict) -> None:
     """Checkpoints ``state`` (``{"params", "opt_state", "epoch", "key"}``) as step ``epoch``,
@@ -432,8 +406,7 @@ def save(workdir, state: dict) -> None:
     epoch, primary = int(state["epoch"]), jax.process_index() == 0  # one process tidies a shared directory
     if primary:
         _sweep_uncommitted(_directory(workdir))
-    commit = _killed_before_commit(epoch) or _durable_commit()
-    with _manager(workdir, create=True, temporary_path_class=commit) as manager:
+    with _manager(workdir, create=True, temporary_path_class=_durable_commit()) as manager:
         manager.save(epoch, args=ocp.args.StandardSave(state))
         manager.wait_until_finished()
     if primary:

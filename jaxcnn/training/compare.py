@@ -6,8 +6,9 @@ rounds differently, by about one unit in the last place of the working precision
 training feeds every step's parameters into the next step, so the differences are carried
 forward and can grow. :func:`train_modes` measures how far apart the modes end up: it trains
 ``config``'s network once per mode, in memory (nothing is written), with the keys, data and
-compiled epoch program of :func:`jaxcnn.training.loop.train_and_evaluate` (same init
-``split(key(seed))[0]``, epoch ``e`` keyed by ``fold_in(split(key(seed))[1], e)``), and after
+compiled epoch program of :func:`jaxcnn.training.loop.train_and_evaluate` (the data, init
+and optimizer of :func:`jaxcnn.training.loop.build`, init key ``split(key(seed))[0]``, epoch ``e``
+keyed by ``fold_in(split(key(seed))[1], e)``), and after
 every epoch takes the largest parameter difference between the first mode and each other one:
 
 .. math::
@@ -28,9 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.proof import gradients
-from jaxcnn.training import data, parallel
+from jaxcnn.training import parallel
 from jaxcnn.training import loop
-from jaxcnn.training.optim import make_optimizer
 from jaxcnn.training.steps import batch_for_eval, lax_conv_on_cpu, make_evaluate, make_train_chunk, plan_epoch
 
 DTYPES = ("float32", "float64")
@@ -92,17 +92,10 @@ def train_modes(config: "loop.TrainConfig", modes=gradients.MODES, *, dtype: str
     log = log or (lambda line: None)
     start = time.perf_counter()
     config = loop.resolve_dataset(config.validated(), notice=log)
-    train_images, train_labels = loop.load_split(config, "train")
-    test_images, test_labels = loop.load_split(config, "test")
-    if config.batch_size > len(train_labels):
-        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
-                         f"got {config.batch_size}")
-    classes = data.num_classes(config.dataset, config.data_dir)
+    built = loop.build(config)  # the data, init and optimizer of a training run of config
+    model, params, model_state, tx, steps = built.model, built.params, built.model_state, built.tx, built.steps_per_epoch
+    train_images, train_labels, test_images, test_labels = built.data
     shape = train_images.shape[1:]
-    model, params = loop.build_model(config, shape, classes)
-    model_state = loop.initial_model_state(model, shape)
-    steps = len(train_labels) // config.batch_size
-    tx = make_optimizer(config, steps)
     chunk, unroll = plan_epoch(steps, config.steps_per_call,
                                lax_conv_on_cpu(model, params, (config.batch_size, *shape),
                                                *(() if model_state is None else (model_state,))))

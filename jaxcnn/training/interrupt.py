@@ -1,9 +1,10 @@
 """Ctrl-C (SIGINT) in the ``jaxcnn`` command: one line, exit status 130, never a traceback or a crash.
 
-The ``jaxcnn`` command installs :func:`handler` before anything else is
-imported (``jaxcnn/__init__.py`` calls :func:`install_if_command` first, when
-the process is ``python -m jaxcnn`` or the ``jaxcnn`` script), and ``cli.main``
-installs it again for each call. On SIGINT:
+The ``jaxcnn`` command installs :func:`handler` before jax is imported
+(``jaxcnn/__main__.py`` and the top of ``jaxcnn/cli.py`` call
+:func:`jaxcnn.training.process.configure_command`, which calls :func:`install_if_command`),
+and ``cli.main`` installs it again for each call; a user's script gets the same
+handler from :func:`jaxcnn.training.process.configure_process`. On SIGINT:
 
 - outside a *deferred* section the process exits at once: stdout and stderr are
   flushed, the one line of :func:`message` goes to stderr and ``os._exit(130)``
@@ -26,15 +27,9 @@ Where the handler is installed by ``cli.main`` called in-process (tests, a
 notebook) it raises ``KeyboardInterrupt`` instead of exiting (``hard_exit=False``);
 ``cli.main`` turns that into the same line and returns 130.
 
-Test hooks (environment variables, read when used):
-
-- ``JAXCNN_TEST_PHASES=1``: :func:`phase` prints ``jaxcnn-test: phase NAME`` to
-  stderr at each named moment (``imports``, ``setup``, ``compile``,
-  ``epoch E step S``, ``save E``, ``check-grads``, ``eval``), so a test can send
-  SIGINT at a known moment;
-- ``JAXCNN_TEST_PAUSE_AT=NAME``: the phase ``NAME`` also pauses
-  :data:`PAUSE_SECONDS` (``save E`` pauses inside the checkpoint write, after
-  every file is written and before the commit).
+The run's named moments (``imports``, ``setup``, ``compile``, ``epoch E step S``,
+``check-grads``, ``eval``) are marked by :func:`phase`, which does nothing:
+a wrapper that drives the command (the tests) replaces it to observe or pause a run.
 
 Imports only the standard library at module level: it runs before jax is imported.
 """
@@ -50,9 +45,6 @@ import threading
 import time
 
 INTERRUPTED = 130
-PHASES_ENV = "JAXCNN_TEST_PHASES"
-PAUSE_ENV = "JAXCNN_TEST_PAUSE_AT"
-PAUSE_SECONDS = 3.0
 COMMAND_NAMES = ("jaxcnn", "jaxcnn.exe", "jaxcnn-script.py")
 
 
@@ -166,19 +158,21 @@ def is_command() -> bool:
 
 def _launched_as_command() -> bool:
     argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 == "-m":  # python -m PACKAGE, while PACKAGE is imported (then argv[0] becomes its path)
+    main_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "__main__.py")
+    # python -m jaxcnn: argv[0] is "-m" while the package imports, then the path of jaxcnn/__main__.py
+    if argv0 == "-m" or (argv0 and os.path.abspath(argv0) == main_file):
         original = list(getattr(sys, "orig_argv", []))
         for index, arg in enumerate(original):
             if arg == "-m":
                 return original[index + 1:index + 2] == ["jaxcnn"]
             if arg.startswith("-m"):
                 return arg[2:] == "jaxcnn"
-        return False
+        return argv0 != "-m"  # python .../jaxcnn/__main__.py
     return os.path.basename(argv0) in COMMAND_NAMES
 
 
 def install_if_command() -> bool:
-    """In the ``jaxcnn`` command only: installs the exiting handler before the rest of the package imports.
+    """In the ``jaxcnn`` command only: installs the exiting handler (the command calls it before jax is imported).
 
     Until ``cli.main`` sets a better one, the line says to run the same command again.
 
@@ -255,17 +249,7 @@ def wait_ready(tree, *, longest_sleep: float = 0.005):
     return tree
 
 
-def phase(name: str) -> None:
-    """Test hook: reports reaching the moment ``name`` (``JAXCNN_TEST_PHASES``) and pauses there
-    (``JAXCNN_TEST_PAUSE_AT=name``); does nothing otherwise."""
-    if watched(name):
-        os.write(2, f"jaxcnn-test: phase {name}\n".encode())
-    if os.environ.get(PAUSE_ENV) == name:
-        end = time.monotonic() + PAUSE_SECONDS
-        while time.monotonic() < end:
-            time.sleep(min(0.05, max(end - time.monotonic(), 0)))
-
-
-def watched(name: str) -> bool:
-    """Whether :func:`phase` ``name`` reports or pauses (a test hook is set)."""
-    return bool(os.environ.get(PHASES_ENV)) or os.environ.get(PAUSE_ENV) == name
+def phase(name: str) -> None:  # pylint: disable=unused-argument
+    """Marks the named moment ``name`` of a run (``imports``, ``setup``, ``compile``, ``epoch E step S``,
+    ``check-grads``, ``eval``). Does nothing; a wrapper that drives the command replaces
+    it (``interrupt.phase = ...``) to observe the moments or pause at one."""

@@ -3,13 +3,13 @@
 The data set lives on the device. Epoch ``e`` is keyed by
 ``fold_in(train_key, e)`` (shuffling and augmentation), so a resumed run repeats
 exactly what an uninterrupted one does. Each epoch runs as a few calls of one
-compiled epoch program (``jaxcnn.steps``; a tqdm bar advances per call); then
+compiled epoch program (``jaxcnn.training.steps``; a tqdm bar advances per call); then
 the test split is evaluated, one JSON line is appended to
-``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.checkpoint``).
-At the end, ``jaxcnn.plots`` draws the curves and the first layer's filters.
+``WORKDIR/metrics.jsonl`` and the state is checkpointed (``jaxcnn.training.checkpoint``).
+At the end, ``jaxcnn.training.plots`` draws the curves and the first layer's filters.
 
 The same code runs on one device, on every device of a host and on several
-hosts: the batch is sharded along a ``data`` mesh (``jaxcnn.parallel``), and in
+hosts: the batch is sharded along a ``data`` mesh (``jaxcnn.training.parallel``), and in
 a multi-process run only process 0 writes the metrics, the plots and the log.
 A non-finite loss stops the run (:class:`Diverged`) before anything of the bad
 epoch is written, so the last good checkpoint stays the newest.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import math
 import pathlib
 import time
@@ -158,9 +157,10 @@ class TrainConfig:
 
 
 def conv_impls() -> tuple:
-    """``jaxcnn.ops.conv.IMPLS`` as it is now (the package re-exports the function ``conv``
-    under the module's name, hence the explicit module lookup)."""
-    return tuple(importlib.import_module("jaxcnn.ops.conv").IMPLS)
+    """``jaxcnn.ops.conv.IMPLS``: the ``impl`` names that ``conv`` accepts."""
+    from jaxcnn.ops.conv import IMPLS  # pylint: disable=import-outside-toplevel
+
+    return tuple(IMPLS)
 
 
 def _check_choice(name, value, accepted):
@@ -344,6 +344,44 @@ def _check_steps(config: TrainConfig, steps_per_epoch: int) -> None:
                          f"{steps_per_epoch} steps overflow the int32 step counter (at most 2**31 - 1 steps)")
 
 
+class Built(NamedTuple):
+    """What every run of a config starts from (:func:`build`): its data as NumPy arrays
+    ``(train_images, train_labels, test_images, test_labels)``, the model, its initial params and
+    state (``None`` without state), the optimizer and the number of steps per epoch."""
+
+    data: tuple
+    model: object
+    params: list
+    model_state: object
+    tx: optax.GradientTransformation
+    steps_per_epoch: int
+
+
+def build(config: TrainConfig) -> Built:
+    """Loads ``config``'s data, checks it against the config, builds the model, its init and the optimizer.
+
+    ``config`` is validated and its dataset resolved (:func:`resolve_dataset`). Shared by
+    :func:`prepare` and the modes comparison (:func:`jaxcnn.training.compare.train_modes`), so both
+    start from the same data, init and optimizer.
+
+    Raises:
+      ValueError: missing or malformed data, a batch larger than the training set, images the
+        model does not accept, or more steps than the optimizer's int32 step counter holds.
+    """
+    train_images, train_labels = load_split(config, "train")
+    test_images, test_labels = load_split(config, "test")
+    if config.batch_size > len(train_labels):
+        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
+                         f"got {config.batch_size}")
+    classes = data.num_classes(config.dataset, config.data_dir)
+    _check_images(config, train_images.shape[1:], test_images.shape[1:], classes)
+    steps = len(train_labels) // config.batch_size
+    _check_steps(config, steps)
+    model, params = build_model(config, train_images.shape[1:], classes)
+    return Built((train_images, train_labels, test_images, test_labels), model, params,
+                 initial_model_state(model, train_images.shape[1:]), make_optimizer(config, steps), steps)
+
+
 def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print) -> Run:
     """Validates ``config``, loads the data onto the device, builds or restores the state.
 
@@ -372,18 +410,10 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
             raise ValueError(f"epochs must be at least the {last} epochs already trained, got {config.epochs}")
     else:
         _check_fresh(workdir)
-    train_images, train_labels = load_split(config, "train")
-    test_images, test_labels = load_split(config, "test")
-    if config.batch_size > len(train_labels):
-        raise ValueError(f"batch_size must be at most the {len(train_labels)} training examples, "
-                         f"got {config.batch_size}")
-    classes = data.num_classes(config.dataset, config.data_dir)
-    _check_images(config, train_images.shape[1:], test_images.shape[1:], classes)
-    _check_steps(config, len(train_labels) // config.batch_size)
-    model, params = build_model(config, train_images.shape[1:], classes)
-    steps = len(train_labels) // config.batch_size
-    tx = make_optimizer(config, steps)
-    state = initial_state(config, params, tx, initial_model_state(model, train_images.shape[1:]))
+    built = build(config)
+    model, tx, steps = built.model, built.tx, built.steps_per_epoch
+    train_images, train_labels, test_images, test_labels = built.data
+    state = initial_state(config, built.params, tx, built.model_state)
     history = []
     if resume and last is not None:
         state = checkpoint.restore(workdir, state, last)
@@ -464,7 +494,7 @@ def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch: in
         done += chunk
         bar.update(chunk)
         bar.set_postfix(loss=f"{loss_sum / done:.4f}")
-        interrupt.phase(f"epoch {epoch} step {done}")  # a test hook
+        interrupt.phase(f"epoch {epoch} step {done}")  # a named moment (interrupt.phase)
     return params, opt_state, loss_sum, correct, model_state
 
 
@@ -506,7 +536,7 @@ def run_epochs(run: Run, *, progress: bool = True, stop_after: Optional[int] = N
     model_state = state.get("model_state")
     _, train_key = jax.random.split(jax.random.wrap_key_data(jnp.asarray(parallel.to_host(state["key"]))))
     writer = parallel.is_writer()
-    interrupt.phase("compile")  # a test hook
+    interrupt.phase("compile")  # a named moment (interrupt.phase)
     train_chunk, evaluate, chunk, compile_seconds = _compile(run)
     first, last = int(state["epoch"]) + 1, config.epochs
     if stop_after is not None:
@@ -554,7 +584,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, resume: bool = False, pr
     """Trains ``config`` in ``workdir`` (created if needed) and evaluates after every epoch.
 
     ``WORKDIR`` receives ``config.json``, ``metrics.jsonl`` (one JSON object per
-    epoch), ``checkpoints/`` and the PNG plots (see ``jaxcnn.checkpoint``).
+    epoch), ``checkpoints/`` and the PNG plots (see ``jaxcnn.training.checkpoint``).
 
     The run holds ``WORKDIR/.lock`` while it lasts (``checkpoint.lock_workdir``).
 

@@ -4,7 +4,7 @@ An epoch shuffles the device-resident data set with ``jax.random.permutation``,
 drops the ragged last batch (``N mod batch_size`` examples, a different few each
 epoch) and runs as ONE compiled ``lax.scan`` over its batches that donates the
 params and optimizer state. Every array is placed on a 1-D ``data`` mesh
-(:mod:`jaxcnn.parallel`): data and state replicated, each batch sharded.
+(:mod:`jaxcnn.training.parallel`): data and state replicated, each batch sharded.
 
 One exception, chosen by :func:`plan_epoch`: XLA:CPU runs ``lax.conv`` ops whose
 dimension numbers are not canonical (the kernel and input gradients) about 20×
@@ -27,7 +27,7 @@ import optax
 from jax import lax
 
 from jaxcnn.nn.protocol import apply_with_state
-from jaxcnn.ops import conv as conv_lib
+from jaxcnn.ops.conv import forward_only
 from jaxcnn.ops.activations import log_softmax
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
@@ -89,7 +89,7 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
     the optax optimizer ``tx``.
 
     Args:
-      model: a :class:`jaxcnn.layers.Layer`; tx: an ``optax.GradientTransformation``.
+      model: a :class:`jaxcnn.nn.Layer`; tx: an ``optax.GradientTransformation``.
       chunk: must divide ``steps_per_epoch`` (see :func:`plan_epoch`);
         ``chunk == steps_per_epoch`` makes one call the whole epoch.
       unroll: unroll the scan over the chunk's batches.
@@ -198,7 +198,7 @@ def make_evaluate(model, mesh=None):
 
     def evaluate(params, images, labels, mask, model_state=()):
         start = (jnp.float32(0), jnp.int32(0))
-        with conv_lib.forward_only():  # traced inside: "auto" picks the fastest forward (conv.resolve_impl)
+        with forward_only():  # traced inside: "auto" picks the fastest forward (conv.resolve_impl)
             totals, _ = lax.scan(lambda t, b: batch_totals(params, model_state, t, b), start, (images, labels, mask))
         return totals
 

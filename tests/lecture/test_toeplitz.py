@@ -1,4 +1,4 @@
-"""Proofs for jaxcnn.toeplitz: conv is a (doubly-block) Toeplitz matrix, convolve a polynomial product."""
+"""Proofs for jaxcnn.lecture.toeplitz: conv is a (doubly-block) Toeplitz matrix, convolve a polynomial product."""
 
 import itertools
 

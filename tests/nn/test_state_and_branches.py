@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import jaxcnn
-from jaxcnn import layers as L
+from jaxcnn.nn import layers as L
 from jaxcnn.nn import models
 from jaxcnn.ops.norms import batch_moments, batch_norm
 from jaxcnn.proof.gradients import MODES

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
-from jaxcnn.ops import conv as conv_lib
+from jaxcnn.ops.conv import PATCH_CHUNK_BYTES, WINOGRAD_MIN_CHANNELS
 from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, forward_only, resolve_impl, transpose_kernel
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
@@ -288,7 +288,7 @@ def test_auto_winograd_row_when_switched_on(monkeypatch):
     resolve = lambda x_shape, w_shape, manual=True, **options: resolve_impl(
         "auto", x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
             dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=manual)
-    assert conv_lib.WINOGRAD_MIN_CHANNELS is None and resolve(*classic) == "explicit"  # off by default
+    assert WINOGRAD_MIN_CHANNELS is None and resolve(*classic) == "explicit"  # off by default
     monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
     assert resolve(*classic) == "winograd" and resolve(*classic, manual=False) == "explicit"
     assert resolve((125, 14, 14, 32), (3, 3, 32, 32), padding="SAME") == "winograd"
@@ -412,8 +412,8 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
     from jaxcnn.ops.padding import batch_chunk
 
     per_example = 28 * 28 * 9 * 16 * 4  # one 28×28×16 example's 3×3 patch matrix, float32
-    assert batch_chunk(125, per_example, conv_lib.PATCH_CHUNK_BYTES) == 5
-    assert batch_chunk(125, 14 * 14 * 9 * 32 * 4, conv_lib.PATCH_CHUNK_BYTES) == 11  # no divisor in 6..11
+    assert batch_chunk(125, per_example, PATCH_CHUNK_BYTES) == 5
+    assert batch_chunk(125, 14 * 14 * 9 * 32 * 4, PATCH_CHUNK_BYTES) == 11  # no divisor in 6..11
     assert batch_chunk(128, 100, 1000) == 8  # the divisor 8 rather than 10
     assert batch_chunk(7, 10, 1) == 1 and batch_chunk(7, 10, 10**9) == 7  # at least 1, at most the batch
     assert batch_chunk(7, 0, 5) == 5

@@ -187,7 +187,7 @@ def test_init_predicts_apply_shape(stride, padding, dilation):
 
 @pytest.mark.slow
 def test_params_structure_and_determinism():
-    model = jaxcnn.models.classic_net()
+    model = jaxcnn.classic_net()
     _, params = model.init(jax.random.PRNGKey(3), (-1, 28, 28, 1))
     assert [type(p) for p in params] == [dict, tuple, dict, tuple, tuple, tuple, dict, tuple, dict]
     assert all(p == () for p in params if isinstance(p, tuple))

@@ -16,6 +16,7 @@ from oracles import small_pages_only
 PROBE = r"""
 import resource, sys
 import jaxcnn
+jaxcnn.configure_process(interrupt=False)  # the allocator setting (importing jaxcnn changes nothing), before jax
 import jax, jax.numpy as jnp
 x = jnp.ones((125, 28, 28, 16), jnp.float32)
 def f(x):  # a 9-slice im2col: a 56 MB temporary, the case that faulted

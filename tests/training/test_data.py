@@ -1,4 +1,4 @@
-"""Tests for jaxcnn.data: the bundled MNIST sample, IDX directories, TFDS.
+"""Tests for jaxcnn.training.data: the bundled MNIST sample, IDX directories, TFDS.
 
 No test touches the network: an autouse fixture makes every socket connection
 fail loudly, TFDS is exercised under ``tfds.testing.mock_data`` and through a tiny

@@ -1,12 +1,12 @@
 """Ctrl-C everywhere (jaxcnn.training.interrupt): one line, status 130, no traceback, no crash, exact resume.
 
-Real ``python -m jaxcnn`` processes get SIGINT at named moments. The test hook
-``JAXCNN_TEST_PHASES=1`` makes a process print ``jaxcnn-test: phase NAME`` on
-stderr when it reaches one (``imports``, ``setup``, ``compile``,
-``epoch E step S``, ``save E``, ``eval``, ``check-grads``); the test sends SIGINT
-as soon as the line appears. ``JAXCNN_TEST_PAUSE_AT="save 1"`` holds the process
-inside epoch 1's checkpoint write (every file written, not yet committed) long
-enough for the signal to land there. Each interrupted run must exit with status
+Real ``python -m jaxcnn`` processes get SIGINT at named moments. The test-side
+observer (``tests/helpers/jaxcnn_observer.py``, armed through ``sitecustomize``)
+makes a process print ``jaxcnn-test: phase NAME`` on stderr when it reaches one
+(``imports``, ``setup``, ``compile``, ``epoch E step S``, ``save E``, ``eval``,
+``check-grads``); the test sends SIGINT as soon as the line appears. Its pause at
+``save 1`` holds the process inside epoch 1's checkpoint write (every file
+written, not yet committed) long enough for the signal to land there. Each interrupted run must exit with status
 130 (not a signal death), print exactly one line besides the markers,
 ``jaxcnn: interrupted; continue with: COMMAND``, and no traceback; the slow tests
 then run COMMAND and require the metrics and the bitwise params of an
@@ -29,6 +29,7 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint, interrupt
 from jaxcnn.training import loop as train
@@ -38,15 +39,12 @@ RUN = ["train", "--dataset", "mnist-sample", "--train-limit", "600", "--test-lim
        "--epochs", "2", "--model", "sequence", "--schedule", "constant", "--steps-per-call", "2", "--no-progress"]
 WALL_CLOCK_KEYS = {"epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds"}
 SECONDS = 300  # the most any one process may take (2 cores, several processes at once)
-MARK = "jaxcnn-test: phase "
+MARK = observer.MARK
 CRASH_SIGNS = ("Traceback", "Segmentation fault", "Fatal Python error", "Check failure", "core dumped", "Aborted")
 
 
 def _env(**extra) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    for name in (checkpoint.KILL_IN_SAVE_ENV, interrupt.PAUSE_ENV):
-        env.pop(name, None)
-    return {**env, interrupt.PHASES_ENV: "1", **extra}
+    return observer.env(**{observer.PHASES_ENV: "1", **extra})
 
 
 class Process:
@@ -185,6 +183,22 @@ def test_the_train_line_switches_to_resume_once_the_run_exists(tmp_path):
                       "--coordinator=h:1 --num-processes=2 --process-id=1")
 
 
+@pytest.mark.parametrize("argv0, orig_argv, command", [
+    ("-m", ["python", "-m", "jaxcnn", "train"], True),  # python -m jaxcnn, while the package imports
+    ("<jaxcnn/__main__.py>", ["python", "-m", "jaxcnn", "train"], True),  # then, in jaxcnn/__main__.py
+    ("<jaxcnn/__main__.py>", ["python", "-mjaxcnn"], True),
+    ("/usr/bin/jaxcnn", ["python", "/usr/bin/jaxcnn", "train"], True),  # the console script
+    ("-m", ["python", "-m", "pytest"], False),
+    ("-c", ["python", "-c", "import jaxcnn"], False),
+    ("/home/me/train.py", ["python", "/home/me/train.py"], False),  # a user's script
+])
+def test_the_command_is_recognised_by_how_it_was_launched(monkeypatch, argv0, orig_argv, command):
+    main_file = str(ROOT / "jaxcnn" / "__main__.py")
+    monkeypatch.setattr(sys, "argv", [argv0.replace("<jaxcnn/__main__.py>", main_file)])
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    assert interrupt._launched_as_command() is command  # pylint: disable=protected-access
+
+
 # ------------------------------------------------------------ real processes
 
 
@@ -211,7 +225,7 @@ MOMENTS = [
     ("compile", "compile", 0.0, {}),  # tracing and lowering the epoch program
     ("compile+0.5s", "compile", 0.5, {}),  # inside XLA's compilation
     ("mid-epoch", "epoch 2 step 4", 0.0, {}),  # epoch 2, batches 5-6 running
-    ("save", "save 1", 0.0, {interrupt.PAUSE_ENV: "save 1"}),  # epoch 1's checkpoint written, not committed
+    ("save", "save 1", 0.0, {observer.PAUSE_ENV: "save 1"}),  # epoch 1's checkpoint written, not committed
 ]
 CONTINUED = ("compile", "mid-epoch", "save")  # continued and compared (setup's continuation is a fresh run)
 

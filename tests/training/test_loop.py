@@ -1,4 +1,4 @@
-"""Tests for jaxcnn.train (and its pieces: steps, checkpoint, plots, augment).
+"""Tests for jaxcnn.training.loop (and its pieces: steps, checkpoint, plots, augment).
 
 Short runs on real bundled digits: 1,000 training and 1,000 test digits (fixed
 random subsets), classic network, SGD with momentum and the default one-cycle

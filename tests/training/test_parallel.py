@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint
 from jaxcnn.training import parallel
@@ -135,7 +136,7 @@ MARGIN = 10  # seconds allowed past it (a loaded 2-core machine; jax is already 
 STARTUP_RUN = ["train", "--model", "sequence", "--dataset", "mnist-sample", "--train-limit", "100", "--test-limit",
                "100", "--batch-size", "50", "--epochs", "1", "--no-progress", "--num-processes", "2",
                f"--init-timeout={INIT_TIMEOUT}"]
-SETUP_MARK = "jaxcnn-test: phase setup\n"
+SETUP_MARK = f"{observer.MARK}setup\n"
 C_LOG_LINE = re.compile(r"^[FEW]\d{4} ", re.MULTILINE)  # absl/glog: F1201 04:54:54.995209 ... (a fatal log)
 
 
@@ -217,7 +218,7 @@ def test_a_start_up_that_cannot_complete_gives_up_with_one_error_line(tmp_path):
         "no peer": ([f"--coordinator=127.0.0.1:{_free_port()}", "--process-id=0"],
                     "waiting for the other process to join the coordinator at 127.0.0.1:"),
     }
-    env = {**_env(1), "JAXCNN_TEST_PHASES": "1"}
+    env = observer.env(_env(1), **{observer.PHASES_ENV: "1"})  # prints the "setup" moment
     processes, setup_at = {}, {}
     try:
         for name, (flags, _) in cases.items():

@@ -1,4 +1,4 @@
-"""The benchmark script runs end to end (tiny shapes) and writes its JSON and PNG."""
+"""The measurement helpers (benchmarks/_timing.py), and the benchmark script end to end (tiny shapes)."""
 
 import json
 import os
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from jaxcnn.training import bench
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _timing as timing  # noqa: E402  # pylint: disable=wrong-import-position
 
 
 def test_interleaved_medians_times_every_candidate():
     calls = []
-    medians = bench.interleaved_medians({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
+    medians = timing.interleaved_medians({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
     assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then interleaved rounds
 
@@ -23,19 +23,19 @@ def test_interleaved_medians_times_every_candidate():
 @pytest.mark.slow
 def test_timed_with_machine_rate_brackets_the_rounds_with_the_matmul_rate():
     calls = []
-    times, before, after = bench.timed_with_machine_rate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+    times, before, after = timing.timed_with_machine_rate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                                                          repeats=2)
     assert calls == ["a", "b"] * 3  # warm-up, then two interleaved rounds
     assert set(times) == {"a", "b"} and all(len(v) == 2 and min(v) >= 0 for v in times.values())
     assert before > 0 and after > 0
-    line = bench.machine_line(before, after)
-    assert line.startswith(f"CPU {bench.cpu_model()}, jax ") and "GFLOP/s before" in line
+    line = timing.machine_line(before, after)
+    assert line.startswith(f"CPU {timing.cpu_model()}, jax ") and "GFLOP/s before" in line
 
 
 def test_benchmark_quick_run(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # as a user runs it
     done = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--quick", "--no-torch", "--repeats", "1",
+        [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--quick", "--no-torch", "--repeats", "1",
          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]

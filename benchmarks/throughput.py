@@ -1,9 +1,9 @@
 """Training throughput, side by side: jaxcnn against PyTorch, torch.compile, Flax NNX and Equinox.
 
-    python experiments/throughput.py --out runs/throughput                  # the full run
-    python experiments/throughput.py --out runs/throughput --models classic --rounds 7
-    python experiments/throughput.py --out runs/throughput --conv-only      # the single-conv table only
-    python experiments/throughput.py --out /tmp/t --models classic --steps 2 --rounds 1 --batch 8   # smoke
+    python benchmarks/throughput.py --out runs/throughput                  # the full run
+    python benchmarks/throughput.py --out runs/throughput --models classic --rounds 7
+    python benchmarks/throughput.py --out runs/throughput --conv-only      # the single-conv table only
+    python benchmarks/throughput.py --out /tmp/t --models classic --steps 2 --rounds 1 --batch 8   # smoke
 
 One process, one interleaved run. Every candidate trains the SAME network (``experiments/peer_nets.py``;
 ``tests/test_peers.py`` proves equal parameter counts and equal logits), from the SAME initial
@@ -58,6 +58,11 @@ and the thread counts.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import os
@@ -79,7 +84,8 @@ import peer_nets  # noqa: E402
 import jaxcnn  # noqa: E402
 from jaxcnn.nn import models  # noqa: E402
 from jaxcnn.proof.gradients import MODES  # noqa: E402
-from jaxcnn.training import bench, parallel  # noqa: E402
+from jaxcnn.training import parallel  # noqa: E402
+import _timing as bench  # noqa: E402
 from jaxcnn.training import loop  # noqa: E402
 
 DATASET = "mnist-sample"

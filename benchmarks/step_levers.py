@@ -1,7 +1,7 @@
 """Levers of issue 12 on the training chunk, measured: one flat array for the scan carry, what bias + ReLU
 fused into the GEMM could save at most, and ``auto``'s Winograd row for the hand rule (off by default).
 
-    python experiments/step_levers.py --models classic lecture resnet --rounds 5
+    python benchmarks/step_levers.py --models classic lecture resnet --rounds 5
 
 For each model it compiles ``jaxcnn.training.steps.make_train_chunk`` (what ``jaxcnn train`` compiles: a
 ``lax.scan`` over the chunk's batches, Adam, augment none, the model's default gradient mode
@@ -32,6 +32,11 @@ and after; ``--out`` writes the numbers as JSON.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import contextlib
 import json
@@ -47,10 +52,13 @@ from jax.flatten_util import ravel_pytree
 from jaxcnn.nn import models
 from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
 from jaxcnn.nn.protocol import init_with_state
-from jaxcnn.ops import conv as conv_lib
+import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.ops import patches
 from jaxcnn.proof.gradients import MODES
-from jaxcnn.training import bench, loop, steps
+from jaxcnn.training import loop, steps
+import _timing as bench
+
+conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the module (jaxcnn.ops.conv names the function)
 
 VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "winograd", "partial-lowering", "partial-lowering-forward")
 

@@ -1,6 +1,6 @@
-"""The peer networks of ``experiments/throughput.py`` are jaxcnn's networks.
+"""The peer networks of ``benchmarks/throughput.py`` are jaxcnn's networks.
 
-For classic, lecture and resnet, in PyTorch, Flax NNX and Equinox (``experiments/peer_nets.py``):
+For classic, lecture and resnet, in PyTorch, Flax NNX and Equinox (``benchmarks/peer_nets.py``):
 the parameter count equals jaxcnn's, and with jaxcnn's params copied in (random ones, so that
 every copied array, BatchNorm's scale and offset and the biases included, differs from the
 peer's own initialisation) the peer's training-mode logits equal jaxcnn's (resnet: BatchNorm on the batch's
@@ -22,8 +22,8 @@ import pytest
 from jaxcnn.nn import models
 from jaxcnn.nn.protocol import apply_with_state, init_with_state
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import peer_nets  # noqa: E402
 
 MODULES = {"torch": "torch", "nnx": "flax.nnx", "equinox": "equinox"}
@@ -121,7 +121,7 @@ def test_torch_strided_convs_pad_as_xla_same(reference, peer):
 def test_throughput_smoke_run_reports_every_candidate(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "throughput.py"), "--out", str(tmp_path), "--models", "classic",
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--out", str(tmp_path), "--models", "classic",
          "--steps", "2", "--rounds", "1", "--batch", "8"],
         capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]

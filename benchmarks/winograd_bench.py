@@ -1,7 +1,7 @@
 """Winograd against im2col, XLA's convolution and PyTorch on one 3×3 layer (float32, CPU).
 
-    python experiments/winograd_bench.py --out runs/winograd_bench            # 26×26×32→64, batch 128
-    python experiments/winograd_bench.py --layer cifar2 --rounds 30
+    python benchmarks/winograd_bench.py --out runs/winograd_bench            # 26×26×32→64, batch 128
+    python benchmarks/winograd_bench.py --layer cifar2 --rounds 30
 
 Times the forward and the forward+backward (a VJP with a fixed cotangent, the hand
 rule for every JAX impl) of ``impl="explicit"``, ``"lax"``, ``"winograd"`` with
@@ -16,6 +16,11 @@ rows) and the CPU model are printed and written to ``DIR/winograd_bench.json``.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import os
@@ -25,11 +30,13 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.training.bench import cpu_model
-from jaxcnn.ops import conv as conv_lib
+from _timing import cpu_model
+import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.ops.hand_rule import hand_rule
 from jaxcnn.ops.winograd import winograd_backward, winograd_forward
-from jaxcnn.training import bench
+import _timing as bench
+
+conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the module (jaxcnn.ops.conv names the function)
 
 LAYERS = {  # name: (H, W, C_in, C_out), 3×3 VALID
     "conv2": (26, 26, 32, 64),

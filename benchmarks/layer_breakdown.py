@@ -1,6 +1,6 @@
 """Where the classic net's training step spends its time: layer by layer against PyTorch, and inside conv2.
 
-    python experiments/layer_breakdown.py --grads autodiff manual --rounds 9 --out runs/layers.json
+    python benchmarks/layer_breakdown.py --grads autodiff manual --rounds 9 --out runs/layers.json
 
 Times, in one interleaved run (medians over ``--rounds``, batch ``--batch``, float32, random data of the
 net's shapes, the CPU model and the float32 matmul rate before and after printed with them):
@@ -23,6 +23,11 @@ under ``jax.grad`` here, and in the whole training chunk by ``step_levers.py --v
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import pathlib
@@ -32,15 +37,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.ops import conv as conv_lib
-from jaxcnn.ops import dense as dense_lib
+import jaxcnn.ops.conv  # pylint: disable=unused-import
+import jaxcnn.ops.dense  # pylint: disable=unused-import
 from jaxcnn.ops import losses
 from jaxcnn.ops import pool as pool_lib
 from jaxcnn.nn import models
 from jaxcnn.proof.gradients import MODES, loss_and_grad
-from jaxcnn.training import bench
-from peer_nets import oihw, torch_net  # experiments/ is the script's path
+import _timing as bench
+from peer_nets import oihw, torch_net  # benchmarks/ is the script's path
 from step_levers import partial_lowering  # the lever's one definition
+
+conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the modules (jaxcnn.ops.conv and jaxcnn.ops.dense name the functions)
+dense_lib = _sys.modules["jaxcnn.ops.dense"]
 
 
 def _vjp_call(function, arguments, cotangent):

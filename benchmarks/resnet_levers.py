@@ -1,6 +1,6 @@
 """ResNet-20 on the CPU: the training chunk and the evaluation, candidate against candidate, in one interleaved run.
 
-    python experiments/resnet_levers.py --chunks auto:autodiff:unrolled explicit:autodiff:rolled \\
+    python benchmarks/resnet_levers.py --chunks auto:autodiff:unrolled explicit:autodiff:rolled \\
         explicit:manual:rolled --second-forward --evals resnet:auto:500 resnet:explicit:500 --rounds 4
 
 ``--chunks`` times ``jaxcnn.training.steps.make_train_chunk`` (what ``jaxcnn train`` compiles) on 8 steps of a
@@ -19,6 +19,11 @@ round's value, the CPU model and the float32 matmul rate measured before and aft
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import contextlib
 import json
@@ -32,9 +37,12 @@ import optax
 
 from jaxcnn.nn import models
 from jaxcnn.nn.protocol import apply_with_state, init_with_state
-from jaxcnn.ops import conv as conv_lib
+import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.proof import gradients
-from jaxcnn.training import bench, steps
+from jaxcnn.training import steps
+import _timing as bench
+
+conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the module (jaxcnn.ops.conv names the function)
 
 CHUNK, STEPS_PER_EPOCH = 8, 40
 

@@ -1,8 +1,8 @@
 """Before/after of jaxcnn's allocator settings (jaxcnn.training.allocator) on a user's own jitted step.
 
-    python experiments/fresh_pages.py --rounds 5          # about 4 minutes on a 2-core CPU
+    python benchmarks/fresh_pages.py --rounds 5          # about 4 minutes on a 2-core CPU
 
-The settings apply per process, at ``import jaxcnn``, so each sample is a fresh subprocess: ``--rounds``
+The settings apply per process (``jaxcnn.configure_process``, first thing), so each sample is a fresh subprocess: ``--rounds``
 rounds, each running one subprocess per (model, setting) in alternation (JAXCNN_KEEP_FREED_MEMORY=0, then 1).
 A subprocess compiles ``jax.jit`` of ``jaxcnn.loss_and_grad`` (the README's quick-start step; ``state=`` for
 resnet) at batch 128 (resnet 125), warms it up twice and times ``--steps`` calls; it reports the median
@@ -12,6 +12,11 @@ ratio off/on (above 1: the settings make the step faster).
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import os
@@ -19,9 +24,11 @@ import statistics
 import subprocess
 import sys
 
+ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 CHILD = r"""
 import resource, statistics, sys, time
 import jaxcnn
+jaxcnn.configure_process(interrupt=False)  # the allocator setting, before jax is imported
 import jax, jax.numpy as jnp
 from jaxcnn.nn import models
 from jaxcnn.nn.protocol import init_with_state
@@ -51,7 +58,8 @@ print(statistics.median(times) * 1e3, statistics.mean(faults), statistics.median
 
 
 def sample(model: str, keep: str, steps: int):
-    env = dict(os.environ, JAXCNN_KEEP_FREED_MEMORY=keep, JAX_PLATFORMS="cpu")
+    root = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, JAXCNN_KEEP_FREED_MEMORY=keep, JAX_PLATFORMS="cpu", PYTHONPATH=root)
     out = subprocess.run([sys.executable, "-c", CHILD, model, str(steps)], env=env, capture_output=True, text=True,
                          check=True)
     ms, faults, median_faults, applied = out.stdout.split()
@@ -66,8 +74,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", default=None, help="write the samples as JSON here")
     args = parser.parse_args(argv)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from jaxcnn.training.bench import cpu_model  # noqa: E402  (after the path is set)
+    from _timing import cpu_model  # pylint: disable=import-outside-toplevel  # imports jax: not in the parent's start
 
     samples = {(m, k): [] for m in args.models for k in ("0", "1")}
     for _ in range(args.rounds):

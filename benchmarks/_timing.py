@@ -116,7 +116,7 @@ def train_step_flops(model, params, x) -> float:
 
 def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_size: int, chunk: int,
                           unroll: bool = False) -> float:
-    """Seconds to compile the training program that runs ``chunk`` Adam steps (``jaxcnn.steps``).
+    """Seconds to compile the training program that runs ``chunk`` Adam steps (``jaxcnn.training.steps``).
 
     ``chunk = 1`` is the single step; ``chunk = len(labels) // batch_size`` is the
     whole epoch, one ``lax.scan`` (rolled unless ``unroll``).

@@ -1,6 +1,6 @@
 """ResNet's convolutions: the explicit (im2col) impl against lax, fwd+bwd, padded and not.
 
-    PYTHONPATH=. python experiments/padded_conv_bench.py --rounds 5
+    python benchmarks/padded_conv_bench.py --rounds 5
 
 Times ``jax.grad`` (dx and dw) of ``sum(conv(x, w)**2)`` for each impl, jitted, float32, batch 125,
 interleaved rounds, medians; prints explicit/lax per shape (above 1: lax is faster) and the CPU
@@ -10,6 +10,11 @@ model. The shapes are ResNet-20's 3×3 ``SAME`` convolutions on 28×28 digits an
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import statistics
 import time
@@ -18,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn import conv
-from jaxcnn.training.bench import cpu_model
+from _timing import cpu_model
 
 CASES = [
     ((125, 28, 28, 16), (3, 3, 16, 16), 1, "SAME"), ((125, 28, 28, 16), (3, 3, 16, 16), 1, "VALID"),

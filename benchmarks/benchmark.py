@@ -1,7 +1,7 @@
 """Benchmark: conv impls, train steps per model × gradient mode × impl, PyTorch as a peer.
 
-    python experiments/benchmark.py --out runs/bench            # full run (several minutes)
-    python experiments/benchmark.py --out runs/bench --quick    # small shapes, seconds
+    python benchmarks/benchmark.py --out runs/bench            # full run (several minutes)
+    python benchmarks/benchmark.py --out runs/bench --quick    # small shapes, seconds
 
 One process; warm-up (compilation) excluded; candidates timed in interleaved
 rounds (the PyTorch step in the same rounds as the JAX steps of its model);
@@ -16,6 +16,11 @@ extra, ``pip install torch==2.13.0``) runs the same networks eagerly on the CPU.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
 import argparse
 import json
 import pathlib
@@ -26,7 +31,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.training import bench
+import _timing as bench
 from jaxcnn.nn import models
 from jaxcnn.training import steps
 from jaxcnn.training import loop as train

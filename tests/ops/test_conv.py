@@ -306,6 +306,131 @@ def test_auto_winograd_row_when_switched_on(monkeypatch):
         assert resolve(x_shape, w_shape, **options) == "explicit", (x_shape, w_shape, options)
 
 
+# ------------------------------------------------- "auto" pinned on the models' layers
+
+#: Every conv layer shape of the classic, lecture, ResNet-20 and sequence nets, plus grouped, depthwise,
+#: dilated and 3-D ones: ``x`` without its batch, ``w`` and the options.
+MODEL_LAYERS = {
+    "classic/lecture conv1": ((28, 28, 1), (3, 3, 1, 32), dict(padding="VALID")),
+    "classic/lecture conv2": ((26, 26, 32), (3, 3, 32, 64), dict(padding="VALID")),
+    "resnet stem": ((28, 28, 1), (3, 3, 1, 16), dict(padding="SAME")),
+    "resnet stage1": ((28, 28, 16), (3, 3, 16, 16), dict(padding="SAME")),
+    "resnet stage2 down": ((28, 28, 16), (3, 3, 16, 32), dict(padding="SAME", stride=2)),
+    "resnet stage2 project": ((28, 28, 16), (1, 1, 16, 32), dict(padding="VALID", stride=2)),
+    "resnet stage2": ((14, 14, 32), (3, 3, 32, 32), dict(padding="SAME")),
+    "resnet stage3 down": ((14, 14, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
+    "resnet stage3 project": ((14, 14, 32), (1, 1, 32, 64), dict(padding="VALID", stride=2)),
+    "resnet stage3": ((7, 7, 64), (3, 3, 64, 64), dict(padding="SAME")),
+    "sequence conv1": ((256, 1), (5, 1, 16), dict(padding="SAME")),
+    "sequence conv2": ((128, 16), (5, 16, 32), dict(padding="SAME")),
+    "depthwise": ((9, 8, 4), (3, 3, 1, 4), dict(padding="SAME", groups=4)),
+    "grouped": ((9, 8, 4), (3, 3, 2, 6), dict(padding="SAME", groups=2)),
+    "dilated 16": ((28, 28, 16), (3, 3, 16, 16), dict(padding="SAME", dilation=2)),
+    "3-D": ((6, 6, 6, 8), (3, 3, 3, 8, 8), dict(padding="SAME")),
+}
+#: The passes ``auto`` resolves for, in the order of :data:`PINNED`'s strings: ``(manual, forward_only)``.
+PASSES = ((False, False), (True, False), (False, True), (True, True))
+#: What ``impl="auto"`` picks on the CPU for (layer, batch), pass by pass: under ``jax.grad``, for the hand
+#: rule, for a forward alone, for a forward alone under the hand rule. Off the CPU every entry is ``"lax"``.
+PINNED = {
+    ('classic/lecture conv1', 1): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 125): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 2000): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 10000): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 1): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 125): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 2000): 'lax lax lax lax',
+    ('classic/lecture conv2', 10000): 'lax lax lax lax',
+    ('resnet stem', 1): 'explicit explicit explicit explicit',
+    ('resnet stem', 125): 'explicit explicit explicit explicit',
+    ('resnet stem', 2000): 'explicit explicit explicit explicit',
+    ('resnet stem', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage1', 1): 'explicit hybrid lax lax',
+    ('resnet stage1', 125): 'explicit hybrid lax lax',
+    ('resnet stage1', 2000): 'explicit hybrid lax lax',
+    ('resnet stage1', 10000): 'lax lax lax lax',
+    ('resnet stage2 down', 1): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 125): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 10000): 'lax lax lax lax',
+    ('resnet stage2 project', 1): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 125): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage2', 1): 'explicit explicit lax lax',
+    ('resnet stage2', 125): 'explicit explicit lax lax',
+    ('resnet stage2', 2000): 'explicit explicit lax lax',
+    ('resnet stage2', 10000): 'lax lax lax lax',
+    ('resnet stage3 down', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage3', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3', 10000): 'lax lax lax lax',
+    ('sequence conv1', 1): 'explicit explicit explicit explicit',
+    ('sequence conv1', 125): 'explicit explicit explicit explicit',
+    ('sequence conv1', 2000): 'explicit explicit explicit explicit',
+    ('sequence conv1', 10000): 'explicit explicit explicit explicit',
+    ('sequence conv2', 1): 'explicit explicit explicit explicit',
+    ('sequence conv2', 125): 'explicit explicit explicit explicit',
+    ('sequence conv2', 2000): 'explicit explicit explicit explicit',
+    ('sequence conv2', 10000): 'explicit explicit explicit explicit',
+    ('depthwise', 1): 'lax lax lax lax',
+    ('depthwise', 125): 'lax lax lax lax',
+    ('depthwise', 2000): 'lax lax lax lax',
+    ('depthwise', 10000): 'lax lax lax lax',
+    ('grouped', 1): 'explicit explicit explicit explicit',
+    ('grouped', 125): 'explicit explicit explicit explicit',
+    ('grouped', 2000): 'explicit explicit explicit explicit',
+    ('grouped', 10000): 'explicit explicit explicit explicit',
+    ('dilated 16', 1): 'explicit explicit explicit explicit',
+    ('dilated 16', 125): 'explicit explicit explicit explicit',
+    ('dilated 16', 2000): 'explicit explicit explicit explicit',
+    ('dilated 16', 10000): 'lax lax lax lax',
+    ('3-D', 1): 'explicit explicit explicit explicit',
+    ('3-D', 125): 'explicit explicit explicit explicit',
+    ('3-D', 2000): 'explicit explicit explicit explicit',
+    ('3-D', 10000): 'lax lax lax lax',
+}
+#: The entries that change when the hand rule's Winograd row is switched on at 16 input channels.
+PINNED_WINOGRAD_ROW = {
+    ('classic/lecture conv2', 1): 'explicit winograd explicit explicit',
+    ('classic/lecture conv2', 125): 'explicit winograd explicit explicit',
+    ('resnet stage2', 1): 'explicit winograd lax lax',
+    ('resnet stage2', 125): 'explicit winograd lax lax',
+    ('resnet stage2', 2000): 'explicit winograd lax lax',
+    ('resnet stage3', 1): 'explicit winograd explicit explicit',
+    ('resnet stage3', 125): 'explicit winograd explicit explicit',
+    ('resnet stage3', 2000): 'explicit winograd explicit explicit',
+}
+
+
+def _pinned_choices(platform, winograd):
+    choices = {}
+    for (name, batch) in PINNED:
+        spatial, w_shape, options = MODEL_LAYERS[name]
+        x_shape = (batch, *spatial)
+        config = conv_config(x_shape, w_shape, **dict(dict(stride=1, dilation=1, groups=1), **options))
+        choices[name, batch] = " ".join(
+            _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd)
+            for manual, forward_only in PASSES)
+    return choices
+
+
+def test_auto_picks_the_pinned_impl_for_every_model_layer_and_pass():
+    """The ``auto`` table pinned: the same impl as measured and documented, for every layer, batch and pass."""
+    assert _pinned_choices("cpu", winograd=False) == PINNED
+    assert set(_pinned_choices("gpu", winograd=False).values()) == {"lax lax lax lax"}
+    assert _pinned_choices("cpu", winograd=True) == {**PINNED, **PINNED_WINOGRAD_ROW}
+    assert set(_pinned_choices("gpu", winograd=True).values()) == {"lax lax lax lax"}
+
+
 def _auto_and_lax_gradients(x, w, b, dy, options):
     """Forward, hand rule, manual and autodiff VJPs of "auto"; the lax VJP (the oracle)."""
     auto = lambda *a, grad="autodiff": conv(*a, impl="auto", grad=grad, **options)
@@ -461,3 +586,12 @@ def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
         assert_close(y, reference, rtol=1e-10, err_msg=f"budget {budget}")
         assert "scan" in str(program)
     assert "scan" not in str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w))
+
+
+def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd):
+    saved = conv_lib.WINOGRAD_MIN_CHANNELS
+    conv_lib.WINOGRAD_MIN_CHANNELS = 16 if winograd else None
+    try:
+        return resolve_impl("auto", x_shape, w_shape, config, platform, manual=manual, forward_only=forward_only)
+    finally:
+        conv_lib.WINOGRAD_MIN_CHANNELS = saved

@@ -361,6 +361,49 @@ def test_auto_decision_table():
         assert resolve_impl(impl, None, None, None, "gpu") == impl
 
 
+#: ``y`` without its batch, ``w`` and the options of transposed convs (the autoencoder's two upsampling layers
+#: among them), and what ``auto`` picks for them on the CPU and off it, by batch.
+PINNED_LAYERS = {
+    "autoencoder up 7→14": ((7, 7, 32), (3, 3, 16, 32), dict(stride=2, padding="SAME")),
+    "autoencoder up 14→28": ((14, 14, 16), (3, 3, 1, 16), dict(stride=2, padding="SAME")),
+    "stride 2 window 2": ((4, 4, 8), (2, 2, 8, 8), dict(stride=2, padding="VALID")),
+    "depthwise": ((9, 8, 4), (3, 3, 1, 4), dict(padding="SAME", groups=4)),
+    "1-D grouped": ((16, 4), (5, 2, 4), dict(padding=1, groups=2)),
+}
+PINNED = {
+    ('autoencoder up 7→14', 1): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 125): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 10000): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 100000): ('lax', 'lax'),
+    ('autoencoder up 14→28', 1): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 125): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 10000): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 100000): ('explicit', 'lax'),
+    ('stride 2 window 2', 1): ('explicit', 'lax'),
+    ('stride 2 window 2', 125): ('explicit', 'lax'),
+    ('stride 2 window 2', 10000): ('explicit', 'lax'),
+    ('stride 2 window 2', 100000): ('explicit', 'lax'),
+    ('depthwise', 1): ('lax', 'lax'),
+    ('depthwise', 125): ('lax', 'lax'),
+    ('depthwise', 10000): ('lax', 'lax'),
+    ('depthwise', 100000): ('lax', 'lax'),
+    ('1-D grouped', 1): ('explicit', 'lax'),
+    ('1-D grouped', 125): ('explicit', 'lax'),
+    ('1-D grouped', 10000): ('explicit', 'lax'),
+    ('1-D grouped', 100000): ('explicit', 'lax'),
+}
+
+
+def test_auto_picks_the_pinned_impl():
+    """The transposed conv's ``auto`` table pinned, layer by layer and batch by batch."""
+    choices = {}
+    for name, batch in PINNED:
+        spatial, w_shape, options = PINNED_LAYERS[name]
+        choices[name, batch] = tuple(_resolve((batch, *spatial), w_shape, platform, **options)
+                                     for platform in ("cpu", "gpu"))
+    assert choices == PINNED
+
+
 @pytest.mark.slow
 def test_auto_on_this_backend_equals_lax():
     y, w = _normal((2, 4, 5, 4), 6, jnp.float32), _normal((3, 2, 2, 4), 7, jnp.float32)

@@ -12,21 +12,39 @@ from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
 from jaxcnn.ops import conv as conv_lib
-from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, forward_only, resolve_impl, transpose_kernel
+from jaxcnn.ops.conv import (
+    AUTO,
+    CONCRETE_IMPLS,
+    MAX_PATCH_ELEMENTS,
+    REGISTRY,
+    Impl,
+    Policy,
+    Rule,
+    conv_config,
+    explicit_impl,
+    forward_only,
+    hybrid_impl,
+    resolve_impl,
+    transpose_kernel,
+    use_policy,
+    winograd_rule,
+)
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
 # "auto" has its own tests below (it resolves to one of these at trace time).
 IMPLS = ("lax", "explicit", "hybrid")
+#: ``auto`` with the hand rule's Winograd row switched on at 16 input channels.
+WINOGRAD_ROW = AUTO.with_rules(winograd_rule(16))
 
 
 # ------------------------------------------------------------------ strategies
 
 
-def _all_gradients(x, w, b, dy, options):
+def _all_gradients(x, w, b, dy, options, impls):
     """Every impl's forward, hand rule, manual VJP and autodiff VJP (one jit program)."""
     results = {}
-    for impl in IMPLS:
-        results[impl] = (
+    for name, impl in impls.items():
+        results[name] = (
             conv(x, w, b, impl=impl, **options),
             conv_backward(dy, x, w, impl=impl, **options),
             vjp(lambda *a: conv(*a, impl=impl, grad="manual", **options), (x, w, b), dy),
@@ -35,16 +53,20 @@ def _all_gradients(x, w, b, dy, options):
     return results
 
 
-def _check_all(x, w, b, options, rtol, seed=0):
-    """Compares every impl and rule against ``jax.vjp`` of the lax conv (the oracle)."""
+def _check_all(x, w, b, options, rtol, seed=0, impls=None):
+    """Compares every impl and rule against ``jax.vjp`` of the lax conv (the oracle).
+
+    ``impls``: name -> what ``impl=`` gets (default: each of :data:`IMPLS` by its name).
+    """
+    impls = impls or {name: name for name in IMPLS}
     reference = conv(x, w, b, impl="lax", **options)
     dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=reference.shape), x.dtype)
     # Compilation dominates these small cases; XLA's backend optimisations buy nothing here.
-    compiled = jax.jit(lambda *a: _all_gradients(*a, options),
+    compiled = jax.jit(lambda *a: _all_gradients(*a, options, impls),
                        compiler_options={"xla_backend_optimization_level": 0})
     results = compiled(x, w, b, dy)
     expected = results["lax"][3]
-    for impl in IMPLS:
+    for impl in impls:
         msg = f"impl={impl} {options} x{x.shape} w{w.shape}"
         forward, hand, manual, autodiff = results[impl]
         assert_close(forward, reference, rtol=rtol, err_msg=msg)
@@ -280,24 +302,26 @@ def test_auto_decision_table():
                                                         dilation=1, groups=1), "gpu") == impl
 
 
-def test_auto_winograd_row_when_switched_on(monkeypatch):
-    """The hand rule's Winograd row (off by default, ``WINOGRAD_MIN_CHANNELS = None``), switched on at 16:
+def test_auto_winograd_row_when_switched_on():
+    """The hand rule's Winograd row (off by default: not a rule of ``AUTO``), switched on at 16 (:data:`WINOGRAD_ROW`):
     2-D 3×3, stride 1, undilated, ungrouped, >= 16 input channels, padded or not, not a forward alone, the
     hybrid row first; never under ``jax.grad``."""
     classic = ((128, 26, 26, 32), (3, 3, 32, 64))
-    resolve = lambda x_shape, w_shape, manual=True, **options: resolve_impl(
-        "auto", x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
+    resolve = lambda x_shape, w_shape, manual=True, policy=WINOGRAD_ROW, **options: resolve_impl(
+        policy, x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
             dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=manual)
-    assert conv_lib.WINOGRAD_MIN_CHANNELS is None and resolve(*classic) == "explicit"  # off by default
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    assert all(rule.impl != "winograd" for rule in AUTO.rules) and resolve(*classic, policy=AUTO) == "explicit"
+    assert resolve(*classic, policy="auto") == "explicit"  # off by default
+    with use_policy(WINOGRAD_ROW):
+        assert resolve(*classic, policy="auto") == "winograd"
     assert resolve(*classic) == "winograd" and resolve(*classic, manual=False) == "explicit"
     assert resolve((125, 14, 14, 32), (3, 3, 32, 32), padding="SAME") == "winograd"
     assert resolve((128, 26, 26, 16), (3, 3, 16, 64)) == "winograd"
     assert resolve((128, 26, 26, 15), (3, 3, 15, 64)) == "explicit"  # below the row
     assert resolve((125, 28, 28, 16), (3, 3, 16, 16), padding="SAME") == "hybrid"  # the hybrid row first
     config = conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1)
-    assert resolve_impl("auto", *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
-    assert resolve_impl("auto", *classic, config, "gpu", manual=True) == "lax"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "gpu", manual=True) == "lax"
     for x_shape, w_shape, options in [((125, 28, 28, 32), (3, 3, 32, 32), dict(stride=2)),  # strided
                                       ((125, 28, 28, 32), (3, 3, 32, 32), dict(dilation=2)),  # dilated
                                       ((125, 28, 28, 32), (3, 3, 16, 32), dict(groups=2)),  # grouped
@@ -411,6 +435,11 @@ PINNED_WINOGRAD_ROW = {
 }
 
 
+def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd):
+    policy = WINOGRAD_ROW if winograd else "auto"
+    return resolve_impl(policy, x_shape, w_shape, config, platform, manual=manual, forward_only=forward_only)
+
+
 def _pinned_choices(platform, winograd):
     choices = {}
     for (name, batch) in PINNED:
@@ -477,19 +506,19 @@ def winograd_row_cases(draw):
 @given(winograd_row_cases())
 @settings(max_examples=15)
 @pytest.mark.slow
-def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, case):
+def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
     """With the row switched on, ``auto`` sends these convs' hand rule to Winograd (unless the hybrid row takes
     a padded 16-channel one): its forward, ``conv_backward`` and ``grad="manual"`` VJP equal lax's (float64,
-    ≤ 1e-10). What keeps the row off is not the conv but the model: see ``resolve_impl``."""
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    ≤ 1e-10). What keeps the row off is not the conv but the model: see ``winograd_rule``."""
     x_shape, w_shape, options, seed = case
     config = conv_config(x_shape, w_shape, stride=1, dilation=1, groups=1, **options)
-    assert resolve_impl("auto", x_shape, w_shape, config, "cpu", manual=True) in ("winograd", "hybrid")
+    assert resolve_impl(WINOGRAD_ROW, x_shape, w_shape, config, "cpu", manual=True) in ("winograd", "hybrid")
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
     y_shape = jax.eval_shape(lambda x, w: conv(x, w, impl="lax", **options), x, w).shape
     dy = jnp.asarray(np.random.default_rng(seed).normal(size=y_shape), jnp.float64)
-    results = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
-                      compiler_options={"xla_backend_optimization_level": 0})(x, w, b, dy)
+    with use_policy(WINOGRAD_ROW):  # at trace time: "auto" follows the policy
+        results = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
+                          compiler_options={"xla_backend_optimization_level": 0})(x, w, b, dy)
     assert_close(*results["forward"], rtol=1e-10, err_msg=str(options))
     for rule in ("hand", "manual", "autodiff"):
         for name, got, expected in zip("xwb", results[rule], results["expected"]):
@@ -497,16 +526,15 @@ def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, ca
 
 
 @pytest.mark.slow
-def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32(monkeypatch):
+def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32():
     """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"`` with the row on: no XLA convolution in
     the hand rule (Winograd's GEMMs), and within Winograd F(4,3)'s documented float32 tolerance of lax
-    (tests/ops/test_winograd.py)."""
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    (tests/ops/test_winograd.py); the policy passed as ``impl=``."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 32, 64)) * 0.06, jnp.float32)
     dy = jnp.asarray(rng.normal(size=(2, 24, 24, 64)), jnp.float32)
-    manual = lambda x, w: conv(x, w, impl="auto", grad="manual")
+    manual = lambda x, w: conv(x, w, impl=WINOGRAD_ROW, grad="manual")
     jaxpr = str(jax.make_jaxpr(lambda x, w, dy: jax.vjp(manual, x, w)[1](dy))(x, w, dy))
     assert "conv_general_dilated" not in jaxpr
     got = [manual(x, w), *jax.vjp(manual, x, w)[1](dy)]
@@ -547,31 +575,37 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
 @given(conv_cases())
 @settings(max_examples=25)
 @pytest.mark.slow
-def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, monkeypatch, case):
+def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, case):
     """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient, and the
     explicit forward alone in such chunks is still the convolution."""
-    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 1)
     x_shape, w_shape, options, seed = case
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
-    _check_all(x, w, b, options, rtol=1e-10, seed=seed)
+    _check_all(x, w, b, options, rtol=1e-10, seed=seed, impls=_chunked(1))
     with forward_only():  # the explicit forward alone runs in the same one-example chunks
-        y = conv(x, w, b, impl="explicit", **options)
+        y = conv(x, w, b, impl=explicit_impl(chunk_bytes=1), **options)
     assert_close(y, conv(x, w, b, impl="lax", **options), rtol=1e-10, err_msg=f"forward alone {options}")
 
 
-def test_kernel_gradient_in_padded_chunks_float64(x64, monkeypatch):
+def _chunked(chunk_bytes):
+    """:data:`IMPLS` with the explicit forward alone and the hybrid kernel gradient in chunks of ``chunk_bytes``."""
+    return {"lax": "lax", "explicit": explicit_impl(chunk_bytes=chunk_bytes),
+            "hybrid": hybrid_impl(chunk_bytes=chunk_bytes)}
+
+
+def test_kernel_gradient_in_padded_chunks_float64(x64):
     """A batch of 7 in chunks of 5: the zero-padded examples of the last chunk add nothing."""
     x, w, b = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 5, jnp.float64)
     per_example = 9 * 8 * 9 * 4 * 8  # SAME: 9×8 outputs, 3×3 window, 4 channels, float64
-    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 5 * per_example)
     from jaxcnn.ops.padding import batch_chunk
 
     assert batch_chunk(7, per_example, 5 * per_example) == 5
-    _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10)
-    _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10)
+    _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10,
+               impls=_chunked(5 * per_example))
+    _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10,
+               impls=_chunked(5 * per_example))
 
 
-def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
+def test_explicit_forward_alone_in_padded_chunks_float64(x64):
     """Under ``forward_only`` the explicit forward runs in batch chunks: a batch of 7 in chunks of 5 (the last
     zero-padded) and in chunks of 1 equals lax, and outside the context the forward is one piece."""
     x, w, _ = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 11, jnp.float64)
@@ -579,19 +613,10 @@ def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
     per_example = 9 * 8 * 9 * 4 * 8
     reference = conv(x, w, impl="lax", **options)
     for budget in (5 * per_example, 1):
-        monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", budget)
+        impl = explicit_impl(chunk_bytes=budget)
         with forward_only():
-            y = jax.jit(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
-            program = jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
+            y = jax.jit(lambda x, w: conv(x, w, impl=impl, **options))(x, w)
+            program = jax.make_jaxpr(lambda x, w: conv(x, w, impl=impl, **options))(x, w)
         assert_close(y, reference, rtol=1e-10, err_msg=f"budget {budget}")
         assert "scan" in str(program)
     assert "scan" not in str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w))
-
-
-def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd):
-    saved = conv_lib.WINOGRAD_MIN_CHANNELS
-    conv_lib.WINOGRAD_MIN_CHANNELS = 16 if winograd else None
-    try:
-        return resolve_impl("auto", x_shape, w_shape, config, platform, manual=manual, forward_only=forward_only)
-    finally:
-        conv_lib.WINOGRAD_MIN_CHANNELS = saved

@@ -93,6 +93,11 @@ class Policy:
         """This policy with ``rules`` tried just before its last (catch-all) rule."""
         return Policy((*self.rules[:-1], *rules, self.rules[-1]))
 
+    def with_impl(self, name: str, impl: Impl) -> "Policy":
+        """This policy with ``impl`` wherever a rule names ``name`` (a variant of one impl, say)."""
+        return Policy(tuple(dataclasses.replace(rule, impl=impl) if rule.impl == name else rule
+                            for rule in self.rules))
+
     def pick(self, case: Case) -> Impl:
         """The impl of the first rule that holds for ``case``."""
         for rule in self.rules:

@@ -22,9 +22,9 @@ the result ``(batch, *spatial_x, in_channels)`` with ``spatial_x`` from
 
 It is built from conv's own pieces (:data:`jaxcnn.ops.conv.REGISTRY`): its forward is
 conv's input gradient, its hand rule conv's forward (``ȳ``) and conv's kernel gradient
-(``w̄``). Two of conv's impls serve: ``"lax"`` (``lax.conv_general_dilated`` with
+(``w̄``). Of conv's impls, ``"lax"`` (``lax.conv_general_dilated`` with
 ``lhs_dilation``) and ``"explicit"`` (one GEMM and col2im, no ``lax.conv*`` on its
-forward or backward path).
+forward or backward path) are what ``"auto"`` picks; every other impl of conv's serves too.
 """
 
 from __future__ import annotations
@@ -34,30 +34,23 @@ import jax.numpy as jnp
 from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops.conv import (
-    REGISTRY,
+    CONCRETE_IMPLS,
+    IMPLS,
     TRANSPOSE_AUTO,
     Case,
     ConvConfig,
     Impl,
     check_bias,
+    check_impl,
+    check_runs,
     conv_config,
     pick,
     platform,
 )
 from jaxcnn.ops.conv.config import check_groups, check_kernel_and_operand
 
-CONCRETE_IMPLS = ("lax", "explicit")
-IMPLS = (*CONCRETE_IMPLS, "auto")
-
 
 # ---------------------------------------------------------------- arguments
-
-
-def _check_impl(impl: str) -> str:
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    return impl
-
 
 def _check_operands(y_shape, w_shape, groups):
     check_kernel_and_operand(w_shape, y_shape, "y")
@@ -107,8 +100,8 @@ def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, **passes) ->
                 platform_name, **passes)
 
 
-def resolve_impl(impl: str, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
-    """The concrete impl behind ``impl`` (``"auto"`` decided at trace time by
+def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
+    """The name of the impl behind ``impl`` (``"auto"`` decided at trace time by
     :data:`jaxcnn.ops.conv.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
 
     The forward here is conv's input gradient and the backward is conv's forward
@@ -179,19 +172,23 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
       padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or ``(lo, hi)`` pairs (the forward's).
       output_padding: int or per-dimension tuple, each in ``[0, stride)``; 0 with ``"SAME"``.
       groups: feature groups; divides ``out_channels``.
-      impl: ``"lax"``, ``"explicit"`` (patches, GEMMs and col2im only) or ``"auto"``
-        (:func:`resolve_impl`).
+      impl: one of conv's impls (:data:`jaxcnn.ops.conv.IMPLS`: ``"lax"``, ``"explicit"``,
+        patches, GEMMs and col2im only, ``"fft"``, ``"winograd"``, ``"hybrid"``), ``"auto"``
+        (:func:`resolve_impl`), a :class:`~jaxcnn.ops.conv.Policy` or an
+        :class:`~jaxcnn.ops.conv.Impl`; it runs that impl's input gradient forward and its
+        forward and kernel gradient as the hand rule, and refuses what that impl refuses.
       grad: ``"autodiff"`` or ``"manual"`` (:func:`conv_transpose_backward` as the VJP).
 
     Returns:
       ``(batch, *spatial_x, in_channels)``.
     """
-    _check_impl(impl)
+    check_impl(impl)
     manual.check_grad(grad)
     x_shape, config = transpose_config(jnp.shape(y), jnp.shape(w), stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups)
     check_bias(b, x_shape[-1], "in_channels = w.shape[-2] * groups")
     impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    check_runs(impl, jnp.shape(w), config, y=y, w=w)
     op = _manual_conv_transpose if grad == "manual" else _forward
     return op(y, w, b, impl=impl, x_shape=x_shape, config=config)
 
@@ -219,10 +216,11 @@ def conv_transpose_backward(dx, y, w, *, stride=1, padding="VALID", output_paddi
     Returns:
       ``(dy, dw, db)`` shaped like ``y``, ``w`` and ``(in_channels,)``.
     """
-    _check_impl(impl)
+    check_impl(impl)
     x_shape, config = transpose_config(jnp.shape(y), jnp.shape(w), stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups)
     if tuple(jnp.shape(dx)) != x_shape:
         raise ValueError(f"dx must have the transposed conv's output shape {x_shape}, got {tuple(jnp.shape(dx))}")
     impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    check_runs(impl, jnp.shape(w), config, dx=dx, y=y, w=w)
     return (*_gradients(dx, y, w, impl, config), jnp.sum(dx, axis=tuple(range(dx.ndim - 1))))

@@ -1,5 +1,6 @@
 """Proofs for jaxcnn.conv: hand rules == jax.grad, explicit == lax, every option."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -233,6 +234,17 @@ BAD = [
     (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
+    (dict(impl="fft", x=X.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got x of dtype bfloat16; use impl="lax", "explicit", '
+     '"winograd", "hybrid" or "auto" for bfloat16'),
+    (dict(impl="fft", w=W.astype(jnp.float16)), ValueError, 'impl="fft" supports .* got w of dtype float16'),
+    (dict(impl="fft", x=X.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got x of dtype int32'),
+    (dict(impl="winograd", x=X.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="winograd" supports floating-point and complex operands, got x of dtype int32; use impl="lax", '
+     '"explicit", "hybrid" or "auto" for int32'),
+    (dict(impl=AUTO.with_rules(winograd_rule(1)), grad="manual", x=X.astype(jnp.int32), w=W.astype(jnp.int32)),
+     ValueError, 'impl="winograd" supports floating-point and complex operands'),  # a policy's pick is checked too
 ]
 
 
@@ -248,6 +260,101 @@ def test_bad_arguments_raise_clear_errors(change, error, match):
 def test_conv_backward_rejects_bad_impl_listing_the_accepted_ones():
     with pytest.raises(ValueError, match="impl must be one of .*'auto'.*got 'Auto'"):
         conv_backward(jnp.zeros((1, 3, 3, 2)), X, W, impl="Auto")
+
+
+def test_conv_backward_and_the_hand_rule_refuse_an_unsupported_dtype_in_one_line():
+    x, w = X.astype(jnp.bfloat16), W.astype(jnp.bfloat16)
+    for call in (lambda: conv_backward(jnp.zeros((1, 3, 3, 2), jnp.bfloat16), x, w, impl="fft"),
+                 lambda: conv(x, w, impl="fft", grad="manual"),
+                 lambda: jax.grad(lambda x: jnp.sum(conv(x, w, impl="fft")))(x)):
+        with pytest.raises(ValueError, match='^impl="fft" supports float32 and float64 operands, got x of dtype '
+                                             'bfloat16; use impl=.*"explicit".* for bfloat16'):
+            call()
+    with pytest.raises(ValueError, match='impl="fft" supports .* got dy of dtype bfloat16'):
+        conv_backward(jnp.zeros((1, 3, 3, 2), jnp.bfloat16), X, W, impl="fft")
+
+
+# ------------------------------------------------------ the registry and policies
+
+
+def test_registry_rows_declare_their_dtypes():
+    assert tuple(REGISTRY) == CONCRETE_IMPLS == ("lax", "explicit", "fft", "winograd", "hybrid")
+    assert all(REGISTRY[name].takes(dtype) for name in ("lax", "explicit", "hybrid")
+               for dtype in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.int32, jnp.complex64, jnp.bool_))
+    assert REGISTRY["fft"].takes(jnp.float32) and not REGISTRY["fft"].takes(jnp.bfloat16)
+    assert REGISTRY["winograd"].takes(jnp.float16) and not REGISTRY["winograd"].takes(jnp.int8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REGISTRY["lax"].forward = None
+    with pytest.raises(TypeError):
+        REGISTRY["lax"] = REGISTRY["explicit"]  # an immutable mapping
+
+
+def test_policy_table_is_immutable_and_checked():
+    assert isinstance(AUTO.rules, tuple) and [rule.impl for rule in AUTO.rules] == [
+        "lax", "lax", "lax", "lax", "hybrid", "explicit"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        AUTO.rules = ()
+    with pytest.raises(ValueError, match="Rule impl must be one of \\('lax', .*'hybrid'\\) or an Impl, got 'cudnn'"):
+        Rule("cudnn", lambda case: True, "")
+    only_gpu = Policy((Rule("lax", lambda case: case.platform == "gpu", "gpu only"),))
+    with pytest.raises(ValueError, match="no rule of the conv policy holds"):
+        conv(X, W, impl=only_gpu)
+    with pytest.raises(TypeError, match="policy must be a jaxcnn.ops.conv.Policy, got 'lax'"):
+        with use_policy("lax"):
+            pass
+
+
+def test_a_policy_or_an_impl_passed_as_impl_decides_for_that_call_only(x64):
+    """``impl=Policy`` and ``impl=Impl`` (explicit's forward with lax's hand rule, an unregistered mix) run what
+    they name; ``use_policy`` changes what ``"auto"`` means inside it, and nothing outside."""
+    x, w, b = _arrays((2, 7, 6, 3), (3, 3, 3, 4), 0, jnp.float64)
+    dy = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 4, 4)))
+    mixed = Impl("mixed", REGISTRY["explicit"].forward, REGISTRY["lax"].input_grad, REGISTRY["lax"].kernel_grad)
+    program = lambda impl, grad="autodiff": str(jax.make_jaxpr(
+        lambda x, w: jax.vjp(lambda x, w: conv(x, w, impl=impl, grad=grad), x, w)[1](dy))(x, w))
+    assert "conv_general_dilated" not in program(mixed) and "conv_general_dilated" in program(mixed, "manual")
+    everything_lax = Policy((Rule("lax", lambda case: True, "always"),))
+    assert "conv_general_dilated" in program(everything_lax) and "conv_general_dilated" not in program("auto")
+    with use_policy(everything_lax):
+        assert "conv_general_dilated" in program("auto")
+    expected = vjp(lambda *a: conv(*a, impl="lax"), (x, w, b), dy)
+    for got, want in zip(vjp(lambda *a: conv(*a, impl=mixed, grad="manual"), (x, w, b), dy), expected):
+        assert_close(got, want, rtol=1e-10)
+    assert_close(conv(x, w, b, impl=mixed), conv(x, w, b, impl="lax"), rtol=1e-10)
+
+
+#: ``x`` (1, 3, 4, 2) with a (3, 2) kernel, stride 2, padding 1, dilation (2, 1): the input gradient is an
+#: lhs-dilated convolution whose second dimension has f = s = 2, d = 1 and zero padding.
+_XLA_ABORT_CASE = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxcnn import conv
+x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 4, 2)), jnp.float32)
+w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 2, 2, 2)), jnp.float32)
+options = dict(stride=2, padding=1, dilation=(2, 1))
+outputs = {}
+for impl in ("lax", "hybrid", "explicit"):
+    loss = lambda x, w: jnp.sum(conv(x, w, impl=impl, grad="manual", **options) ** 2)
+    outputs[impl] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w)
+leaves = lambda key: jax.tree.leaves(outputs[key])
+print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for key in outputs
+          for a, b in zip(leaves(key), leaves("explicit"))))
+"""
+
+
+@pytest.mark.slow
+def test_lax_hand_rule_survives_the_xla_cpu_operand_swap_abort():
+    """The hand rules of ``lax`` and ``hybrid`` compute ``x̄`` with the guarded lhs-dilated convolution that
+    conv_transpose runs forward (``jaxcnn.ops.conv.lax.input_grad``): unguarded, XLA:CPU aborts the process on
+    this case (run in a subprocess: an abort must fail, not kill, the test)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", _XLA_ABORT_CASE], capture_output=True, text=True,
+                            timeout=300, cwd=root, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) <= 1e-5, result.stdout
 
 
 # -------------------------------------------------------------------- "auto"

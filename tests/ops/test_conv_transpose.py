@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_transpose, conv_transpose_backward
 from jaxcnn.ops import padding as padding_lib
-from jaxcnn.ops.conv import MAX_PATCH_ELEMENTS, conv_config
+from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config
 from jaxcnn.ops.conv_transpose import resolve_impl, transpose_config
 from jaxcnn.testing import assert_hand_rule
-from oracles import assert_close, conv_cases, vjp
+from oracles import assert_close, conv_cases, run_fast, vjp
 
-IMPLS = ("lax", "explicit")
+IMPLS = ("lax", "explicit")  # what "auto" picks; the other impls of conv's: test_every_conv_impl_transposes_like_lax
 
 
 def _normal(shape, seed, dtype=jnp.float64):
@@ -120,6 +120,42 @@ def test_adjoint_identity_hand_rule_and_impls_float64(x64, case):
             assert_close(hand, want, rtol=1e-10, err_msg=f"hand d{name} {msg}")
             assert_close(manual, want, rtol=1e-10, err_msg=f"manual d{name} {msg}")
             assert_close(autodiff, want, rtol=1e-10, err_msg=f"autodiff d{name} {msg}")
+
+
+# (y_shape, w_shape, options) on which every impl of conv's serves as the transposed conv's: a 3×3
+# stride-1 one (Winograd's) and a strided, dilated, grouped one (the others').
+EVERY_IMPL_CASES = [
+    ((2, 5, 4, 4), (3, 3, 2, 4), dict(padding="SAME", groups=2)),
+    ((1, 4, 5, 6), (3, 2, 2, 6), dict(stride=2, padding=1, output_padding=(1, 0), dilation=(1, 2), groups=3)),
+]
+
+
+@pytest.mark.parametrize("y_shape,w_shape,options", EVERY_IMPL_CASES, ids=["3x3", "strided"])
+def test_every_conv_impl_transposes_like_lax_float64(x64, y_shape, w_shape, options):
+    """conv's impls beyond lax and explicit (fft, winograd, hybrid) as the transposed conv's: its forward (their
+    input gradient), its hand rule (their forward and kernel gradient) and both VJPs equal lax's, to 1e-10."""
+    impls = [impl for impl in CONCRETE_IMPLS if impl not in IMPLS]
+    if options.get("stride", 1) != 1:
+        impls.remove("winograd")
+    x_shape, _ = transpose_config(y_shape, w_shape, **dict(dict(stride=1, output_padding=0, dilation=1, groups=1),
+                                                           **options))
+    y, w, b, dz = (_normal(shape, i) for i, shape in enumerate((y_shape, w_shape, x_shape[-1:], x_shape)))
+
+    def everything(y, w, b, dz):
+        results = {}
+        for impl in ("lax", *impls):
+            op = lambda *a, impl=impl, grad="autodiff": conv_transpose(*a, impl=impl, grad=grad, **options)
+            results[impl] = (op(y, w, b), conv_transpose_backward(dz, y, w, impl=impl, **options),
+                             vjp(lambda *a: op(*a, grad="manual"), (y, w, b), dz), vjp(op, (y, w, b), dz))
+        return results
+
+    results = run_fast(everything, y, w, b, dz)
+    reference, _, _, expected = results.pop("lax")
+    for impl, (z, hand, manual, autodiff) in results.items():
+        assert_close(z, reference, rtol=1e-10, err_msg=impl)
+        for name, h, m, a, e in zip("ywb", hand, manual, autodiff, expected):
+            for rule, got in (("hand", h), ("manual", m), ("autodiff", a)):
+                assert_close(got, e, rtol=1e-10, err_msg=f"{impl} {rule} d{name}")
 
 
 # (y_shape, w_shape, options): 1-D, 2-D, 3-D; groups; dilation; every padding form; output_padding.
@@ -453,7 +489,15 @@ BAD = [
     (dict(padding=4), ValueError, "padding 4 is too large for window \\(3, 3\\).*output shape \\(-2, -2\\)"),
     (dict(padding="HALF"), ValueError, "padding must be .*got the string 'HALF'"),
     (dict(padding=[(1, 1)]), ValueError, "one \\(lo, hi\\) pair per spatial dimension \\(2\\)"),
-    (dict(impl="fft"), ValueError, "impl must be one of \\('lax', 'explicit', 'auto'\\), got 'fft'"),
+    (dict(impl="cudnn"), ValueError,
+     "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
+    (dict(impl="fft", y=Y.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got y of dtype bfloat16; use impl="lax", "explicit", '
+     '"winograd", "hybrid" or "auto" for bfloat16'),
+    (dict(impl="fft", w=W.astype(jnp.float16)), ValueError, 'impl="fft" supports .* got w of dtype float16'),
+    (dict(impl="winograd", y=Y.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="winograd" supports floating-point and complex operands, got y of dtype int32'),
+    (dict(impl="winograd", stride=2), ValueError, 'impl="winograd" accepts .*stride 1.*got stride \\(2, 2\\)'),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(2)), ValueError, "b must have shape \\(3,\\) \\(in_channels"),
 ]

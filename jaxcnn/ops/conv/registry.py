@@ -28,9 +28,10 @@ from jaxcnn.ops import winograd as winograd_lib
 from jaxcnn.ops.conv import explicit as explicit_lib
 from jaxcnn.ops.conv import lax as lax_lib
 
-#: Every dtype kind a convolution can take (for :attr:`Impl.dtypes`).
-ANY_DTYPE = ("floating", "complexfloating", "integer")
+#: Every dtype a convolution can take, as kinds (for :attr:`Impl.dtypes`).
+ANY_DTYPE = ("floating", "complexfloating", "integer", "bool")
 _KINDS = {"floating": jnp.floating, "complexfloating": jnp.complexfloating, "integer": jnp.integer}
+_WORDS = {"floating": "floating-point", "complexfloating": "complex"}
 
 
 def _runs_everything(w_shape, config) -> str:
@@ -65,6 +66,11 @@ class Impl:
         dtype = jnp.dtype(dtype)
         return any(dtype == jnp.dtype(kind) if kind not in _KINDS else jnp.issubdtype(dtype, _KINDS[kind])
                    for kind in self.dtypes)
+
+    def dtypes_in_words(self) -> str:
+        """:attr:`dtypes` as a phrase, e.g. ``"float32 and float64"``."""
+        words = [_WORDS.get(kind, kind) for kind in self.dtypes]
+        return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def explicit_impl(*, chunk_bytes=explicit_lib.PATCH_CHUNK_BYTES) -> Impl:
@@ -119,7 +125,7 @@ def check_runs(impl: Impl, w_shape, config, **operands) -> None:
     for name, array in operands.items():
         dtype = jnp.result_type(array)
         if not impl.takes(dtype):
-            raise ValueError(f'impl="{impl.name}" supports {" and ".join(impl.dtypes)} operands, got {name} of '
+            raise ValueError(f'impl="{impl.name}" supports {impl.dtypes_in_words()} operands, got {name} of '
                              f'dtype {dtype}; use impl={_alternatives(w_shape, config, dtype)} for {dtype}')
 
 

@@ -366,7 +366,7 @@ print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 def test_lax_impl_survives_the_xla_cpu_operand_swap_abort():
     """y (2, 3) with a (3, 2) kernel, stride 2, padding 1: XLA:CPU's simplifier swaps the operands
     of the lhs-dilated convolution and aborts the process on the f = s = 2 dimension unless
-    ``_lax_transpose`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
+    ``jaxcnn.ops.conv.lax.input_grad`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
     import os
     import subprocess
     import sys

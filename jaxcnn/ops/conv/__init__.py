@@ -68,8 +68,8 @@ def _forward(x, w, b, *, impl: Impl, config: ConvConfig):
 
 def _gradients(dy, x, w, impl: Impl, config: ConvConfig):
     """``(dx, dw)`` of the hand rule, in the operands' dtypes."""
-    dx = impl.input_grad(dy, jnp.shape(x), w, config).astype(x.dtype)
-    return dx, impl.kernel_grad(dy, x, jnp.shape(w), config).astype(w.dtype)
+    dw = impl.kernel_grad(dy, x, jnp.shape(w), config).astype(w.dtype)
+    return impl.input_grad(dy, jnp.shape(x), w, config).astype(x.dtype), dw
 
 
 def _backward(dy, x, w, b, *, impl: Impl, config: ConvConfig):

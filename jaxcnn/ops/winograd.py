@@ -56,7 +56,7 @@ Speed (``experiments/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
 26×26×32→64 at batch 128 and lost with 1–3 input channels; ``jax.grad`` of
 the forward is slower than the hand rule (the adjoints of strided slices and
 of the chunk loop), and compiling takes about 4× longer, so ``impl="auto"``
-does not pick it (:func:`jaxcnn.ops.conv.resolve_impl`).
+does not pick it (its row, :func:`jaxcnn.ops.conv.winograd_rule`, is off).
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``

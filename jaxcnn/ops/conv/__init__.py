@@ -38,11 +38,14 @@ from jaxcnn.ops.conv.config import (
 from jaxcnn.ops.conv.explicit import PATCH_CHUNK_BYTES
 from jaxcnn.ops.conv.policy import (
     AUTO,
+    CONCRETE_IMPLS,
+    IMPLS,
     MAX_PATCH_ELEMENTS,
     TRANSPOSE_AUTO,
     Case,
     Policy,
     Rule,
+    check_impl,
     pick,
     resolve_impl,
     use_policy,
@@ -50,15 +53,16 @@ from jaxcnn.ops.conv.policy import (
 )
 from jaxcnn.ops.conv.registry import REGISTRY, Impl, check_runs, explicit_impl, hybrid_impl, supported_impls
 
-CONCRETE_IMPLS = tuple(REGISTRY)
-IMPLS = (*CONCRETE_IMPLS, "auto")
-
-
-def check_impl(impl):
-    """Validates an ``impl`` argument: a name of :data:`IMPLS`, an :class:`Impl` or a :class:`Policy`."""
-    if isinstance(impl, (Impl, Policy)) or (isinstance(impl, str) and impl in IMPLS):
-        return impl
-    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r} (an Impl or a Policy is accepted too)")
+__all__ = [
+    # the op
+    "conv", "conv_forward", "conv_backward", "conv_config", "ConvConfig", "forward_only",
+    # the impls, and what their hand rules share
+    "IMPLS", "CONCRETE_IMPLS", "REGISTRY", "Impl", "explicit_impl", "hybrid_impl", "supported_impls",
+    "transpose_kernel", "input_grad_padding", "kernel_grad_padding", "PATCH_CHUNK_BYTES",
+    # impl="auto"
+    "AUTO", "TRANSPOSE_AUTO", "Policy", "Rule", "Case", "winograd_rule", "use_policy", "resolve_impl",
+    "check_impl", "MAX_PATCH_ELEMENTS",
+]
 
 
 def _forward(x, w, b, *, impl: Impl, config: ConvConfig):

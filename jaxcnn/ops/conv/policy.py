@@ -21,6 +21,8 @@ from jaxcnn.ops.conv.registry import REGISTRY, Impl
 
 #: ``auto`` leaves im2col when its patch matrix would exceed this many elements (1 GiB of float32).
 MAX_PATCH_ELEMENTS = 2**28
+CONCRETE_IMPLS = tuple(REGISTRY)
+IMPLS = (*CONCRETE_IMPLS, "auto")  #: what ``impl=`` takes by name
 
 
 class Case(NamedTuple):
@@ -116,7 +118,8 @@ TOO_LARGE = Rule("lax", lambda c: c.patch_elements > MAX_PATCH_ELEMENTS,
                  "im2col would materialise a patch matrix larger than MAX_PATCH_ELEMENTS")
 DEPTHWISE = Rule("lax", lambda c: c.depthwise, "depthwise: im2col and XLA tie")
 
-#: The default ``impl="auto"`` of :func:`~jaxcnn.ops.conv.conv`.
+#: The default ``impl="auto"`` of :func:`~jaxcnn.ops.conv.conv`: the first rule that holds picks the impl
+#: (each rule's ``why`` says why in words; the measurements are in BENCHMARKS.md, see the module docstring).
 AUTO = Policy((
     OFF_CPU,
     TOO_LARGE,
@@ -159,9 +162,10 @@ _POLICY = contextvars.ContextVar("jaxcnn_conv_policy", default=AUTO)
 def use_policy(policy: Policy):
     """Within this context ``impl="auto"`` of :func:`~jaxcnn.ops.conv.conv` follows ``policy``.
 
-    Like :func:`~jaxcnn.ops.conv.forward_only`, it acts at trace time: enter it around the
-    code that ``jax.jit`` traces (or lowers). For a whole model whose layers say
-    ``impl="auto"``; a single call can pass the policy as ``impl=`` instead.
+    Like :func:`~jaxcnn.ops.conv.forward_only`, it acts at trace time: enter it inside the
+    function that ``jax.jit`` traces, or around its first trace (or ``lower``); a function
+    ``jit`` has traced already runs its cached program under any policy. For a whole model
+    whose layers say ``impl="auto"``; a single call can pass the policy as ``impl=`` instead.
     """
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be a jaxcnn.ops.conv.Policy, got {policy!r}")
@@ -172,13 +176,20 @@ def use_policy(policy: Policy):
         _POLICY.reset(token)
 
 
+def check_impl(impl):
+    """Validates an ``impl`` argument: a name of :data:`IMPLS`, an :class:`Impl` or a :class:`Policy`."""
+    if isinstance(impl, (Impl, Policy)) or (isinstance(impl, str) and impl in IMPLS):
+        return impl
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r} (an Impl or a Policy is accepted too)")
+
+
 def pick(impl, case_of: Callable[..., Case], *, forward_only=None, manual=False, auto=None) -> Impl:
     """The :class:`Impl` behind ``impl`` (a name, an :class:`Impl` or a :class:`Policy`).
 
     ``case_of(manual=..., forward_only=...)`` builds the :class:`Case`, only when a policy
     decides; ``"auto"`` is ``auto`` or else the context's policy (:func:`use_policy`).
     """
-    if isinstance(impl, Impl):
+    if isinstance(check_impl(impl), Impl):
         return impl
     if isinstance(impl, str) and impl != "auto":
         return REGISTRY[impl]

@@ -39,6 +39,7 @@ import numpy as np
 
 import jaxcnn.ops.conv  # pylint: disable=unused-import
 import jaxcnn.ops.dense  # pylint: disable=unused-import
+from jaxcnn.ops.conv.explicit import patch_matrix
 from jaxcnn.ops import losses
 from jaxcnn.ops import pool as pool_lib
 from jaxcnn.nn import models
@@ -137,7 +138,7 @@ def whole_steps(grads, batch, rng):
 def conv2_parts(a1, w2, a2, rng):
     """conv2 taken apart: the patch matrix, its three GEMMs, the partial lowering."""
     config = conv_lib.conv_config(a1.shape, w2.shape, stride=1, padding="VALID", dilation=1, groups=1)
-    patches = jax.jit(lambda x: conv_lib._patch_matrix(x, (3, 3), config)[0].reshape(-1, 288))  # pylint: disable=protected-access
+    patches = jax.jit(lambda x: patch_matrix(x, (3, 3), config).reshape(-1, 288))
     p = patches(a1)
     w = w2.reshape(288, 64)
     dy = jnp.asarray(rng.standard_normal((p.shape[0], 64), dtype=np.float32))

@@ -90,16 +90,14 @@ def chunk_candidate(spec: str, images, labels, twice: bool, batch: int):
     return call, seconds
 
 
-@contextlib.contextmanager
 def unchunked_auto():
     """``auto`` for a forward alone as before the chunked explicit forward: ``lax`` for every padded
     stride-1 2-D conv with >= 8 input channels, the explicit forward's patch matrix in one piece."""
-    saved = conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES
-    conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES = 2**62, 2**62
-    try:
-        yield
-    finally:
-        conv_lib.PADDED_LAX_MAX_CHANNELS, conv_lib.PATCH_CHUNK_BYTES = saved
+    padded_lax = conv_lib.Rule("lax", lambda c: c.forward_only and c.padded_unit_2d and c.in_channels >= 8,
+                               "a padded forward alone, any number of channels")
+    policy = conv_lib.Policy((padded_lax, *conv_lib.AUTO.rules))  # AUTO's own first rules also pick lax
+    policy = policy.with_impl("explicit", conv_lib.explicit_impl(chunk_bytes=None))
+    return conv_lib.use_policy(policy.with_impl("hybrid", conv_lib.hybrid_impl(chunk_bytes=None)))
 
 
 def eval_candidate(spec: str, images, labels):

@@ -18,12 +18,13 @@ variants, and times one call per round, rounds interleaved, medians:
   Not the same network: it bounds from above what fusing bias + ReLU into the convolution's GEMM could save,
   because such a fusion still has to compute both, only without their separate passes over memory.
 * ``winograd`` (``--grads manual`` only: under autodiff the row changes nothing): ``auto`` with the hand rule's
-  Winograd row switched on (``jaxcnn.ops.conv.WINOGRAD_MIN_CHANNELS = 16``, off by default; ``resolve_impl``
-  says why), so every 3×3 stride-1 layer with >= 16 input channels runs Winograd's forward and hand rule.
+  Winograd row switched on (``AUTO.with_rules(winograd_rule(16))`` of ``jaxcnn.ops.conv``, off by default;
+  ``winograd_rule`` says why), so every 3×3 stride-1 layer with >= 16 input channels runs Winograd's forward
+  and hand rule.
 * ``partial-lowering``: the ``explicit`` impl's forward and hand rule replaced, for 2-D stride-1 ungrouped
   layers with >= 16 input channels, by :func:`partial_lowering` (im2col along the last spatial axis only, the
   kernel rows as shifted sums of one GEMM's outputs; ``experiments/layer_breakdown.py`` times it on conv2
-  alone) and its hand rule :func:`partial_lowering_backward`.
+  alone) and its hand rule (:func:`partial_lowering_input_grad`, :func:`partial_lowering_kernel_grad`).
 * ``partial-lowering-forward``: the same forward, with im2col's hand rule (``W̄ = Pᵀ Ȳ`` and col2im) kept.
 
 Prints ms per step (median over rounds, and every round), the CPU model and the float32 matmul rate before
@@ -39,6 +40,7 @@ _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import statistics
 import time
@@ -87,15 +89,9 @@ def flattened(model, params):
                           apply_with_state=None if model.apply_with_state is None else apply_with_state), flat
 
 
-@contextlib.contextmanager
 def winograd_row(on):
-    """``auto`` with its hand rule's Winograd row switched on (``WINOGRAD_MIN_CHANNELS = 16``; off by default)."""
-    saved = conv_lib.WINOGRAD_MIN_CHANNELS
-    conv_lib.WINOGRAD_MIN_CHANNELS = 16 if on else saved
-    try:
-        yield
-    finally:
-        conv_lib.WINOGRAD_MIN_CHANNELS = saved
+    """``auto`` with its hand rule's Winograd row switched on at 16 input channels (off by default)."""
+    return conv_lib.use_policy(conv_lib.AUTO.with_rules(conv_lib.winograd_rule(16))) if on else contextlib.nullcontext()
 
 
 def _lowered(x, kw, out_w):
@@ -118,44 +114,56 @@ def partial_lowering(x, w):
     return sum(rows[:, i:i + out_h, :, i, :] for i in range(kh))
 
 
-def partial_lowering_backward(dy, x, w):
-    """Hand rule of :func:`partial_lowering`: ``x̄`` by the lecture's rule (``ȳ`` fully padded, the kernel
-    rotated 180° and its channels swapped) through the same lowering; ``w̄ = Qᵀ Z̄`` with
-    ``Z̄[n, h, w, (i, o)] = ȳ[n, h − i, w, o]`` (zero outside)."""
-    kh, kw, cin, cout = w.shape
-    out_w = x.shape[2] - kw + 1
+def partial_lowering_input_grad(dy, w):
+    """``x̄`` of :func:`partial_lowering` by the lecture's rule (``ȳ`` fully padded, the kernel rotated 180° and
+    its channels swapped) through the same lowering; ``x̄`` of the padded input."""
+    kh, kw = w.shape[:2]
     full = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
-    dx = partial_lowering(full, conv_lib.transpose_kernel(w, 1))
+    return partial_lowering(full, conv_lib.transpose_kernel(w, 1))
+
+
+def partial_lowering_kernel_grad(dy, x, w_shape):
+    """``w̄ = Qᵀ Z̄`` of :func:`partial_lowering` with ``Z̄[n, h, w, (i, o)] = ȳ[n, h − i, w, o]`` (zero outside)."""
+    kh, kw, cin, cout = w_shape
+    out_w = x.shape[2] - kw + 1
     dz = jnp.stack([jnp.pad(dy, ((0, 0), (i, kh - 1 - i), (0, 0), (0, 0))) for i in range(kh)], axis=-2)
     dw = _lowered(x, kw, out_w).reshape(-1, kw * cin).T @ dz.reshape(-1, kh * cout)
-    return dx, dw.reshape(kw, cin, kh, cout).transpose(2, 0, 1, 3)
+    return dw.reshape(kw, cin, kh, cout).transpose(2, 0, 1, 3)
 
 
-@contextlib.contextmanager
+def partial_lowering_impl(*, rule=True):
+    """The ``explicit`` impl with its forward (and, with ``rule``, its hand rule) through the partial lowering
+    where it applies (2-D, stride 1, undilated, ungrouped, >= 16 input channels), as a ``jaxcnn.ops.conv.Impl``."""
+    explicit = conv_lib.REGISTRY["explicit"]
+    applies = lambda x_shape, w_shape, config: (len(w_shape) == 4 and config.stride == (1, 1)
+                                                and config.dilation == (1, 1) and config.groups == 1
+                                                and x_shape[-1] >= 16)
+
+    def forward(x, w, config):
+        if not applies(x.shape, w.shape, config):
+            return explicit.forward(x, w, config)
+        return partial_lowering(patches.pad_spatial(x, config.pairs), w)
+
+    def input_grad(dy, x_shape, w, config):
+        if not applies(x_shape, w.shape, config):
+            return explicit.input_grad(dy, x_shape, w, config)
+        return patches.pad_spatial(partial_lowering_input_grad(dy, w), [(-lo, -hi) for lo, hi in config.pairs])
+
+    def kernel_grad(dy, x, w_shape, config):
+        if not applies(x.shape, w_shape, config):
+            return explicit.kernel_grad(dy, x, w_shape, config)
+        return partial_lowering_kernel_grad(dy, patches.pad_spatial(x, config.pairs), w_shape)
+
+    if not rule:
+        return dataclasses.replace(explicit, name="partial-lowering-forward", forward=forward)
+    return conv_lib.Impl("partial-lowering", forward, input_grad, kernel_grad)
+
+
 def partial_lowering_in_explicit(on, *, rule=True):
-    """The ``explicit`` impl's forward (and, with ``rule``, its hand rule) through the partial lowering where
-    it applies."""
-    forward, backward = conv_lib._FORWARD["explicit"], conv_lib._BACKWARD["explicit"]  # pylint: disable=protected-access
-    applies = lambda x, w, config: (w.ndim == 4 and config.stride == (1, 1) and config.dilation == (1, 1)
-                                    and config.groups == 1 and x.shape[-1] >= 16)
-
-    def lowered_forward(x, w, config):
-        return partial_lowering(patches.pad_spatial(x, config.pairs), w) if applies(x, w, config) else forward(x, w, config)
-
-    def lowered_backward(dy, x, w, config):
-        if not applies(x, w, config):
-            return backward(dy, x, w, config)
-        dx, dw = partial_lowering_backward(dy, patches.pad_spatial(x, config.pairs), w)
-        return patches.pad_spatial(dx, [(-lo, -hi) for lo, hi in config.pairs]), dw
-
-    if on:
-        conv_lib._FORWARD["explicit"] = lowered_forward  # pylint: disable=protected-access
-        if rule:
-            conv_lib._BACKWARD["explicit"] = lowered_backward  # pylint: disable=protected-access
-    try:
-        yield
-    finally:
-        conv_lib._FORWARD["explicit"], conv_lib._BACKWARD["explicit"] = forward, backward  # pylint: disable=protected-access
+    """``auto`` with :func:`partial_lowering_impl` wherever it picks ``explicit``."""
+    if not on:
+        return contextlib.nullcontext()
+    return conv_lib.use_policy(conv_lib.AUTO.with_impl("explicit", partial_lowering_impl(rule=rule)))
 
 
 def candidate(name, grad, variant, images, labels, args):

@@ -18,66 +18,48 @@ with ``o`` running over group ``g``'s output channels, ``dilate_s`` inserting
 ``hi' = d(f−1) − hi + op`` (:func:`jaxcnn.ops.conv.input_grad_padding`;
 ``op`` is ``output_padding``). Layout: ``y`` is ``(batch, *spatial_y, out_channels)``,
 the result ``(batch, *spatial_x, in_channels)`` with ``spatial_x`` from
-:func:`jaxcnn.ops.padding.conv_transpose_output_size`. Two impls: ``"lax"``
-(``lax.conv_general_dilated`` with ``lhs_dilation``) and ``"explicit"`` (one GEMM
-and col2im, no ``lax.conv*`` on its forward or backward path).
+:func:`jaxcnn.ops.padding.conv_transpose_output_size`.
+
+It is built from conv's own pieces (:data:`jaxcnn.ops.conv.REGISTRY`): its forward is
+conv's input gradient, its hand rule conv's forward (``ȳ``) and conv's kernel gradient
+(``w̄``). Of conv's impls, ``"lax"`` (``lax.conv_general_dilated`` with
+``lhs_dilation``) and ``"explicit"`` (one GEMM and col2im, no ``lax.conv*`` on its
+forward or backward path) are what ``"auto"`` picks; every other impl of conv's serves too.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
-from jax import lax
 
 from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
-from jaxcnn.ops import patches as patches_lib
 from jaxcnn.ops.conv import (
-    MAX_PATCH_ELEMENTS,
+    CONCRETE_IMPLS,
+    IMPLS,
+    TRANSPOSE_AUTO,
+    Case,
     ConvConfig,
-    _dims,
-    _lax_forward,
-    _patch_matrix,
-    _platform,
+    Impl,
+    check_bias,
+    check_impl,
+    check_runs,
     conv_config,
-    input_grad_padding,
-    kernel_grad_padding,
-    transpose_kernel,
+    pick,
+    platform,
 )
-
-CONCRETE_IMPLS = ("lax", "explicit")
-IMPLS = (*CONCRETE_IMPLS, "auto")
+from jaxcnn.ops.conv.config import check_groups, check_kernel_and_operand
 
 
 # ---------------------------------------------------------------- arguments
 
-
-def _check_impl(impl: str) -> str:
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    return impl
-
-
 def _check_operands(y_shape, w_shape, groups):
-    rank = len(w_shape) - 2
-    if rank not in (1, 2, 3):
-        raise ValueError(
-            "w must have shape (*window, in_channels // groups, out_channels) with 1-3 "
-            f"spatial dims, got shape {tuple(w_shape)}"
-        )
-    if len(y_shape) != rank + 2:
-        raise ValueError(
-            f"y must have shape (batch, *spatial, out_channels) with {rank} spatial dims to "
-            f"match w of shape {tuple(w_shape)}, got y of shape {tuple(y_shape)}"
-        )
+    check_kernel_and_operand(w_shape, y_shape, "y")
     if y_shape[-1] != w_shape[-1]:
         raise ValueError(
             f"channel mismatch: y has {y_shape[-1]} channels, but w's out_channels "
             f"(w.shape[-1]) is {w_shape[-1]}; w of shape {tuple(w_shape)}"
         )
-    if not padding_lib.is_int(groups) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    check_groups(groups)
     if w_shape[-1] % groups:
         raise ValueError(f"groups={groups} must divide y's channels (w's out_channels, {w_shape[-1]})")
 
@@ -111,139 +93,46 @@ def transpose_config(y_shape, w_shape, *, stride, padding, output_padding, dilat
     return x_shape, config
 
 
-def resolve_impl(impl: str, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
-    """The concrete impl behind ``impl`` (``"auto"`` decided at trace time, like conv's).
-
-    ``"auto"`` follows :func:`jaxcnn.ops.conv.resolve_impl`'s table restricted to
-    the two impls a transposed convolution has: ``"lax"`` off the CPU, for
-    depthwise kernels (``groups == C_in > 1``) and when the explicit impl's
-    patch matrix ``N·∏n_y·∏f·C_in`` (the GEMM's output, folded by col2im) would
-    exceed :data:`jaxcnn.ops.conv.MAX_PATCH_ELEMENTS`; ``"explicit"`` otherwise.
-    The forward here is conv's input gradient and the backward is conv's forward
-    plus its weight gradient, so conv's fwd+bwd measurements carry over.
-    """
-    if impl != "auto":
-        return impl
+def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, **passes) -> Case:
+    """The :class:`~jaxcnn.ops.conv.Case` of the conv being transposed: its output is ``y``."""
     rank = len(w_shape) - 2
-    in_channels = w_shape[-2] * config.groups
-    patch_elements = y_shape[0] * math.prod(y_shape[1:-1]) * math.prod(w_shape[:rank]) * in_channels
-    depthwise = 1 < config.groups == in_channels
-    if platform != "cpu" or patch_elements > MAX_PATCH_ELEMENTS or depthwise:
-        return "lax"
-    return "explicit"
+    return Case(y_shape[0], tuple(y_shape[1:-1]), tuple(w_shape[:rank]), w_shape[-2] * config.groups, config,
+                platform_name, **passes)
 
 
-def _check_bias(b, in_channels: int):
-    if b is not None and tuple(jnp.shape(b)) != (in_channels,):
-        raise ValueError(
-            f"b must have shape ({in_channels},) (in_channels = w.shape[-2] * groups), got {jnp.shape(b)}")
+def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
+    """The name of the impl behind ``impl`` (``"auto"`` decided at trace time by
+    :data:`jaxcnn.ops.conv.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
 
-
-# ------------------------------------------------------------------ lax impl
-
-
-def _lax_transpose(y, x_shape, w, config: ConvConfig):
-    """``corr(dilate_s(y), rot180(w)ᵀ)`` with ``lhs_dilation = s`` (conv's input-gradient rule).
-
-    XLA:CPU's algebraic simplifier aborts the process when it swaps the operands
-    of such a convolution (a dimension of ``y`` smaller than the kernel) while
-    another dimension has ``f = s = 2``, ``d = 1`` and zero padding: it keeps that
-    dimension's window as a "group" dimension and builds an invalid convolution
-    (the same happens to ``jax.grad`` of ``lax.conv_general_dilated``). Such a
-    dimension is computed with one more row of padding and the extra output row is
-    cropped, which keeps the simplifier off that path.
+    The forward here is conv's input gradient and the backward is conv's forward
+    plus its weight gradient, so conv's fwd+bwd measurements carry over; the patch
+    matrix that decides the size row is the one of ``y``'s conv, ``N·∏n_y·∏f·C_in``.
     """
-    rank = w.ndim - 2
-    window = w.shape[:rank]
-    pairs = input_grad_padding(x_shape, window, config)
-    extra = [int(f == s == 2 and d == 1 and pair == (0, 0))
-             for f, s, d, pair in zip(window, config.stride, config.dilation, pairs)]
-    z = lax.conv_general_dilated(
-        y, transpose_kernel(w, config.groups), window_strides=(1,) * rank,
-        padding=[(lo, hi + e) for (lo, hi), e in zip(pairs, extra)], lhs_dilation=config.stride,
-        rhs_dilation=config.dilation, dimension_numbers=_dims(rank), feature_group_count=config.groups,
-    )
-    return patches_lib.pad_spatial(z, [(0, -e) for e in extra]) if any(extra) else z
+    return _pick(impl, y_shape, w_shape, config, platform).name
 
 
-def _lax_backward(dz, y, w, config: ConvConfig):
-    """``(ȳ, w̄)``: the forward conv of ``z̄``, and conv's weight-gradient rule with
-    ``x := z̄`` and ``ȳ := y`` (a correlation of the padded ``z̄`` with the
-    stride-dilated ``y``, the batch contracted; seed 001's ∂L/∂K)."""
-    rank = w.ndim - 2
-    spatial = _dims(rank)[1][:-2]
-    dw = lax.conv_general_dilated(
-        dz, y, window_strides=config.dilation, padding=kernel_grad_padding(dz.shape, w.shape[:rank], config),
-        rhs_dilation=config.stride, batch_group_count=config.groups,
-        dimension_numbers=("C" + spatial + "N", "I" + spatial + "O", spatial + "NC"),
-    )
-    return _lax_forward(dz, w, config), dw
+def _pick(impl, y_shape, w_shape, config, platform_name) -> Impl:
+    case_of = lambda **passes: _case(y_shape, w_shape, config, platform_name, **passes)
+    return pick(impl, case_of, auto=TRANSPOSE_AUTO)
 
 
-# ------------------------------------------------------------- explicit impl
+# ---------------------------------------------------------------- the op
 
 
-def _explicit_transpose(y, x_shape, w, config: ConvConfig):
-    """One GEMM and col2im: conv's explicit input-gradient rule.
-
-    .. math::
-       \\bar{P} = Y W^{T}, \\qquad
-       z_{pad}[n, q, i] = \\sum_{(p, k):\\, p·s + t_k·d = q} \\bar{P}[(n, p), k, i]
-
-    with ``Y = y.reshape(M, C_out)``, ``W = w.reshape(K·C_in, C_out)`` (per group
-    otherwise), and ``z`` the padded result with ``(lo, hi)`` cropped off.
-    """
-    rank = w.ndim - 2
-    window, (cin_g, cout), groups = w.shape[:rank], w.shape[rank:], config.groups
-    y_matrix = y.reshape(-1, cout)
-    if groups == 1:
-        patches = y_matrix @ w.reshape(-1, cout).T
-    else:
-        kernel = w.reshape(-1, cin_g, groups, cout // groups)
-        patches = jnp.einsum("mgo,kigo->mkgi", y_matrix.reshape(-1, groups, cout // groups), kernel)
-    patches = patches.reshape(*y.shape[:-1], math.prod(window), groups * cin_g)
-    padded = padding_lib.padded_spatial(x_shape[1:-1], config.pairs)
-    z_padded = patches_lib.fold_patches(patches, padded, window, config.stride, config.dilation)
-    return patches_lib.pad_spatial(z_padded, [(-lo, -hi) for lo, hi in config.pairs])
-
-
-def _explicit_backward(dz, y, w, config: ConvConfig):
-    """``(ȳ, w̄)`` from one patch matrix ``P`` of ``z̄`` (im2col) and two GEMMs.
-
-    .. math::
-       \\bar{Y} = P W, \\qquad \\bar{W} = P^{T} Y
-
-    (``ȳ`` is conv's explicit forward of ``z̄``; ``w̄`` conv's explicit weight rule
-    with ``x := z̄`` and ``ȳ := y``.)
-    """
-    rank = w.ndim - 2
-    window, (cin_g, cout), groups = w.shape[:rank], w.shape[rank:], config.groups
-    patches, _ = _patch_matrix(dz, window, config)
-    y_matrix = y.reshape(-1, cout)
-    if groups == 1:
-        matrix = patches.reshape(patches.shape[0], -1)
-        dy, dw = matrix @ w.reshape(-1, cout), matrix.T @ y_matrix
-    else:
-        grouped = patches.reshape(*patches.shape[:2], groups, cin_g)
-        dy = jnp.einsum("mkgi,kigo->mgo", grouped, w.reshape(-1, cin_g, groups, cout // groups))
-        dw = jnp.einsum("mkgi,mgo->kigo", grouped, y_matrix.reshape(-1, groups, cout // groups))
-    return dy.reshape(y.shape), dw.reshape(w.shape)
-
-
-_FORWARD = {"lax": _lax_transpose, "explicit": _explicit_transpose}
-_BACKWARD = {"lax": _lax_backward, "explicit": _explicit_backward}
-
-
-# ---------------------------------------------------------------- public ops
-
-
-def _forward(y, w, b, *, impl: str, x_shape, config: ConvConfig):
-    z = _FORWARD[impl](y, x_shape, w, config)
+def _forward(y, w, b, *, impl: Impl, x_shape, config: ConvConfig):
+    """``z = Aᵀ y + b``: conv's input gradient of ``y``."""
+    z = impl.input_grad(y, x_shape, w, config)
     return z if b is None else z + b.astype(z.dtype)
 
 
-def _backward(dz, y, w, b, *, impl: str, x_shape, config: ConvConfig):
-    dy, dw = _BACKWARD[impl](dz, y, w, config)
+def _gradients(dz, y, w, impl: Impl, config: ConvConfig):
+    """``(ȳ, w̄)``: conv's forward of ``z̄``, conv's kernel gradient with ``x := z̄``, ``ȳ := y``."""
+    dy = impl.forward(dz, w, config).astype(y.dtype)
+    return dy, impl.kernel_grad(y, dz, w.shape, config).astype(w.dtype)
+
+
+def _backward(dz, y, w, b, *, impl: Impl, x_shape, config: ConvConfig):
+    dy, dw = _gradients(dz, y, w, impl, config)
     db = None if b is None else jnp.sum(dz, axis=tuple(range(dz.ndim - 1))).astype(b.dtype)
     return dy, dw, db
 
@@ -283,19 +172,23 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
       padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or ``(lo, hi)`` pairs (the forward's).
       output_padding: int or per-dimension tuple, each in ``[0, stride)``; 0 with ``"SAME"``.
       groups: feature groups; divides ``out_channels``.
-      impl: ``"lax"``, ``"explicit"`` (patches, GEMMs and col2im only) or ``"auto"``
-        (:func:`resolve_impl`).
+      impl: one of conv's impls (:data:`jaxcnn.ops.conv.IMPLS`: ``"lax"``, ``"explicit"``,
+        patches, GEMMs and col2im only, ``"fft"``, ``"winograd"``, ``"hybrid"``), ``"auto"``
+        (:func:`resolve_impl`), a :class:`~jaxcnn.ops.conv.Policy` or an
+        :class:`~jaxcnn.ops.conv.Impl`; it runs that impl's input gradient forward and its
+        forward and kernel gradient as the hand rule, and refuses what that impl refuses.
       grad: ``"autodiff"`` or ``"manual"`` (:func:`conv_transpose_backward` as the VJP).
 
     Returns:
       ``(batch, *spatial_x, in_channels)``.
     """
-    _check_impl(impl)
+    check_impl(impl)
     manual.check_grad(grad)
     x_shape, config = transpose_config(jnp.shape(y), jnp.shape(w), stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups)
-    _check_bias(b, x_shape[-1])
-    impl = resolve_impl(impl, jnp.shape(y), jnp.shape(w), config, _platform(y))
+    check_bias(b, x_shape[-1], "in_channels = w.shape[-2] * groups")
+    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    check_runs(impl, jnp.shape(w), config, y=y, w=w)
     op = _manual_conv_transpose if grad == "manual" else _forward
     return op(y, w, b, impl=impl, x_shape=x_shape, config=config)
 
@@ -323,11 +216,11 @@ def conv_transpose_backward(dx, y, w, *, stride=1, padding="VALID", output_paddi
     Returns:
       ``(dy, dw, db)`` shaped like ``y``, ``w`` and ``(in_channels,)``.
     """
-    _check_impl(impl)
+    check_impl(impl)
     x_shape, config = transpose_config(jnp.shape(y), jnp.shape(w), stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups)
     if tuple(jnp.shape(dx)) != x_shape:
         raise ValueError(f"dx must have the transposed conv's output shape {x_shape}, got {tuple(jnp.shape(dx))}")
-    impl = resolve_impl(impl, jnp.shape(y), jnp.shape(w), config, _platform(y))
-    dy, dw = _BACKWARD[impl](dx, y, w, config)
-    return dy, dw, jnp.sum(dx, axis=tuple(range(dx.ndim - 1)))
+    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    check_runs(impl, jnp.shape(w), config, dx=dx, y=y, w=w)
+    return (*_gradients(dx, y, w, impl, config), jnp.sum(dx, axis=tuple(range(dx.ndim - 1))))

@@ -15,7 +15,9 @@ input's length ``L = n + lo + hi`` (it is never exceeded by any of the three
 results), channels are contracted with one einsum in the frequency domain, and
 groups are an extra einsum axis. Arguments arrive normalised as a
 :class:`jaxcnn.ops.conv.ConvConfig` (``stride``, ``pairs``, ``dilation``, ``groups``);
-this module reads those fields and imports nothing from :mod:`jaxcnn.conv`.
+this module reads those fields and imports nothing from :mod:`jaxcnn.ops.conv`
+(whose registry, :data:`jaxcnn.ops.conv.REGISTRY`, names it ``"fft"``). The real FFT takes
+float32 and float64 only (:data:`DTYPES`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops import patches as patches_lib
+
+#: The dtypes ``jnp.fft.rfftn`` transforms.
+DTYPES = ("float32", "float64")
 
 
 def dilate_kernel(w, dilation):
@@ -132,23 +138,46 @@ def fft_backward(dy, x, w, config):
     Returns:
       ``(dx, dw)`` shaped like ``x`` and ``w``.
     """
+    return fft_input_grad(dy, x.shape, w, config).astype(x.dtype), fft_kernel_grad(dy, x, w.shape, config).astype(w.dtype)
+
+
+def _strided_spectrum(dy, config, lengths, *, rotate=False):
+    """Spectrum of the stride-dilated ``dy`` (``s − 1`` zeros between entries), grouped."""
+    rank = dy.ndim - 2
+    dy_strided = patches_lib.pad_spatial(dy, ((0, 0),) * rank, interior=[s - 1 for s in config.stride])
+    spectrum = _spectrum(dy_strided, tuple(range(1, rank + 1)), lengths, rotate=rotate)
+    return _grouped(spectrum, config.groups), dy_strided.shape[1:-1]
+
+
+def fft_input_grad(dy, x_shape, w, config):
+    """``x̄``, the first line of :func:`fft_backward`: ``ȳ_s ∗ w_d`` cropped to ``x``'s shape.
+
+    Returns:
+      ``(batch, *spatial, C_in)`` for ``x_shape = (batch, *spatial, C_in)``.
+    """
     rank, groups = w.ndim - 2, config.groups
+    lengths = padding_lib.padded_spatial(x_shape[1:-1], config.pairs)
+    dy_hat, _ = _strided_spectrum(dy, config, lengths)
+    w_hat = _kernel_grouped(_spectrum(dilate_kernel(w, config.dilation), tuple(range(rank)), lengths), groups)
+    dx_hat = jnp.einsum("n...go,...igo->n...gi", dy_hat, w_hat)
+    dx_hat = dx_hat.reshape(*dx_hat.shape[:-2], x_shape[-1])
+    starts = [lo for lo, _ in config.pairs]
+    return _inverse(dx_hat, tuple(range(1, rank + 1)), lengths, starts, x_shape[1:-1], (1,) * rank)
+
+
+def fft_kernel_grad(dy, x, w_shape, config):
+    """``w̄``, the second line of :func:`fft_backward`: ``x_pad ⋆ ȳ_s`` read at the taps ``t·d``.
+
+    Returns:
+      ``w_shape = (*window, C_in // groups, C_out)``.
+    """
+    rank = len(w_shape) - 2
     spatial_axes = tuple(range(1, rank + 1))
     x_padded = patches_lib.pad_spatial(x, config.pairs)
     lengths = x_padded.shape[1:-1]
-    dy_strided = patches_lib.pad_spatial(dy, ((0, 0),) * rank, interior=[s - 1 for s in config.stride])
-    dy_hat = _grouped(_spectrum(dy_strided, spatial_axes, lengths), groups)
-
-    w_hat = _kernel_grouped(_spectrum(dilate_kernel(w, config.dilation), tuple(range(rank)), lengths), groups)
-    dx_hat = jnp.einsum("n...go,...igo->n...gi", dy_hat, w_hat)
-    dx_hat = dx_hat.reshape(*dx_hat.shape[:-2], x.shape[-1])
-    starts = [lo for lo, _ in config.pairs]
-    dx = _inverse(dx_hat, spatial_axes, lengths, starts, x.shape[1:-1], (1,) * rank)
-
-    x_hat = _grouped(_spectrum(x_padded, spatial_axes, lengths), groups)
-    dy_rotated_hat = _grouped(_spectrum(dy_strided, spatial_axes, lengths, rotate=True), groups)
+    x_hat = _grouped(_spectrum(x_padded, spatial_axes, lengths), config.groups)
+    dy_rotated_hat, strided = _strided_spectrum(dy, config, lengths, rotate=True)
     dw_hat = jnp.einsum("n...gi,n...go->...igo", x_hat, dy_rotated_hat)
-    dw_hat = dw_hat.reshape(*dw_hat.shape[:-3], w.shape[-2], w.shape[-1])
-    starts = [m - 1 for m in dy_strided.shape[1:-1]]
-    dw = _inverse(dw_hat, tuple(range(rank)), lengths, starts, w.shape[:rank], config.dilation)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    dw_hat = dw_hat.reshape(*dw_hat.shape[:-3], w_shape[-2], w_shape[-1])
+    starts = [m - 1 for m in strided]
+    return _inverse(dw_hat, tuple(range(rank)), lengths, starts, w_shape[:rank], config.dilation)

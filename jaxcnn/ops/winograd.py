@@ -56,7 +56,7 @@ Speed (``experiments/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
 26×26×32→64 at batch 128 and lost with 1–3 input channels; ``jax.grad`` of
 the forward is slower than the hand rule (the adjoints of strided slices and
 of the chunk loop), and compiling takes about 4× longer, so ``impl="auto"``
-does not pick it (:func:`jaxcnn.ops.conv.resolve_impl`).
+does not pick it (its row, :func:`jaxcnn.ops.conv.winograd_rule`, is off).
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``
@@ -82,6 +82,9 @@ from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops import patches as patches_lib
 
 WINDOW = 3  #: the only kernel length the transforms below are built for
+#: The convolutions the transforms below compute, in words.
+ACCEPTS = ("1-D and 2-D convolutions with window 3 (3 or 3×3), stride 1 and dilation 1 "
+           "(any padding, any groups)")
 
 
 class Transforms(NamedTuple):
@@ -159,11 +162,8 @@ def check_supported(w_shape, config) -> None:
     """Raises a ValueError naming what ``impl="winograd"`` accepts, if it cannot run this config."""
     reasons = unsupported(w_shape, config)
     if reasons:
-        raise ValueError(
-            'impl="winograd" accepts 1-D and 2-D convolutions with window 3 (3 or 3×3), stride 1 '
-            f"and dilation 1 (any padding, any groups); got {reasons}; use impl=\"explicit\", "
-            '"lax" or "auto" for this convolution'
-        )
+        raise ValueError(f'impl="winograd" accepts {ACCEPTS}; got {reasons}; use impl="explicit", '
+                         '"lax" or "auto" for this convolution')
 
 
 def choose_tile(out_spatial: Sequence[int], dtype) -> int:
@@ -330,9 +330,9 @@ def _tiling(out, pairs, m):
 CHUNK_BYTES = 2**23
 
 
-def _batch_chunk(batch, tiles, alpha, channels, itemsize) -> int:
-    """Examples per chunk: as many as fit in :data:`CHUNK_BYTES`, at least 1."""
-    return padding_lib.batch_chunk(batch, alpha ** len(tiles) * math.prod(tiles) * channels * itemsize, CHUNK_BYTES)
+def _batch_chunk(batch, tiles, alpha, channels, itemsize, chunk_bytes) -> int:
+    """Examples per chunk: as many as fit in ``chunk_bytes``, at least 1."""
+    return padding_lib.batch_chunk(batch, alpha ** len(tiles) * math.prod(tiles) * channels * itemsize, chunk_bytes)
 
 
 @jax.custom_jvp
@@ -373,7 +373,8 @@ def _keep_exact_zeros(y, x_padded, out, groups):
     return _with_exact_zeros(split, zero[..., None]).reshape(y.shape)
 
 
-def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward", *, keep_zeros=True):
+def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward", *, keep_zeros=True,
+               chunk_bytes=CHUNK_BYTES):
     """Stride-1 correlation of ``x`` (padded by ``pairs``) with a transformed kernel ``u``.
 
     Batches larger than :func:`_batch_chunk` run chunk by chunk (the result is the same).
@@ -386,6 +387,7 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward", *, k
         ``"input_grad"`` (``C = C_out``, contract output channels).
       keep_zeros: for ``"forward"``, set the outputs of all-zero windows to exactly 0
         (:func:`_keep_exact_zeros`); the input gradient's outputs are never corrected.
+      chunk_bytes: the budget of one batch chunk's transformed tiles (:data:`CHUNK_BYTES`).
 
     Returns:
       ``(batch, *(n + lo + hi − 2), C')``.
@@ -403,12 +405,12 @@ def _correlate(x, u, pairs, groups, transforms: Transforms, kind="forward", *, k
         y = y[(slice(None), *(slice(0, n) for n in out))]
         return _keep_exact_zeros(y, x_grown, out, groups) if kind == "forward" and keep_zeros else y
 
-    chunk = _batch_chunk(x.shape[0], tiles, m + 2, u.shape[-2] * groups + u.shape[-1], x.dtype.itemsize)
+    chunk = _batch_chunk(x.shape[0], tiles, m + 2, u.shape[-2] * groups + u.shape[-1], x.dtype.itemsize, chunk_bytes)
     y = patches_lib.map_batch_chunks(correlate, chunk, x)
     return y.reshape(-1, *y.shape[2:])[: x.shape[0]]
 
 
-def winograd_forward(x, w, config, *, tile=None):
+def winograd_forward(x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
     """Cross-correlation by F(m, 3) / F(m×m, 3×3) tiles and one batched GEMM.
 
     .. math::
@@ -435,6 +437,7 @@ def winograd_forward(x, w, config, *, tile=None):
       w: ``(3, C_in // groups, C_out)`` or ``(3, 3, C_in // groups, C_out)``.
       config: normalised ``stride`` (1), ``pairs``, ``dilation`` (1), ``groups``.
       tile: ``m`` (2 or 4), or ``None`` for :func:`choose_tile`.
+      chunk_bytes: batch chunks' budget of transformed tiles (:data:`CHUNK_BYTES`).
 
     Returns:
       ``(batch, *out_spatial, C_out)``.
@@ -445,10 +448,10 @@ def winograd_forward(x, w, config, *, tile=None):
     check_supported(w.shape, config)
     transforms = _transforms(tile, _out_spatial(x.shape, config.pairs), jnp.result_type(x, w))
     u = _kernel_transform(w, transforms.kernel)
-    return _correlate(x, u, config.pairs, config.groups, transforms)
+    return _correlate(x, u, config.pairs, config.groups, transforms, chunk_bytes=chunk_bytes)
 
 
-def winograd_backward(dy, x, w, config, *, tile=None):
+def winograd_backward(dy, x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
     """Hand rule for :func:`winograd_forward`, in the Winograd domain (seed 001, seed 002).
 
     Input gradient: the lecture's rule, "the output gradient fully padded,
@@ -483,20 +486,41 @@ def winograd_backward(dy, x, w, config, *, tile=None):
     Args:
       dy: ``(batch, *out_spatial, C_out)``.
       x: ``(batch, *spatial, C_in)``; w: ``(*(3,) * R, C_in // groups, C_out)``.
-      config, tile: as for :func:`winograd_forward`.
+      config, tile, chunk_bytes: as for :func:`winograd_forward`.
 
     Returns:
       ``(dx, dw)`` shaped like ``x`` and ``w``.
     """
-    check_supported(w.shape, config)
-    rank, groups = w.ndim - 2, config.groups
-    out = _out_spatial(x.shape, config.pairs)
-    transforms = _transforms(tile, out, jnp.result_type(x, w))
+    options = dict(tile=tile, chunk_bytes=chunk_bytes)
+    dx = winograd_input_grad(dy, x.shape, w, config, **options)
+    return dx.astype(x.dtype), winograd_kernel_grad(dy, x, w.shape, config, **options).astype(w.dtype)
 
+
+def winograd_input_grad(dy, x_shape, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
+    """``x̄`` of :func:`winograd_backward`: a Winograd correlation of the fully padded ``ȳ`` with
+    the rotated, channel-swapped kernel.
+
+    Returns:
+      ``(batch, *spatial, C_in)`` for ``x_shape = (batch, *spatial, C_in)``.
+    """
+    check_supported(w.shape, config)
+    transforms = _transforms(tile, _out_spatial(x_shape, config.pairs), jnp.result_type(dy, w))
     full = tuple((WINDOW - 1 - lo, WINDOW - 1 - hi) for lo, hi in config.pairs)
     rotated = _kernel_transform(w, _reversed_columns(transforms.kernel))
-    dx = _correlate(dy, rotated, full, groups, transforms, kind="input_grad")
+    return _correlate(dy, rotated, full, config.groups, transforms, kind="input_grad", chunk_bytes=chunk_bytes)
 
+
+def winograd_kernel_grad(dy, x, w_shape, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
+    """``w̄ = Gᵀ Ū G`` of :func:`winograd_backward`: ``Ū`` contracts the forward's ``V`` with
+    ``M̄ = A ȳ Aᵀ`` over every tile of every example.
+
+    Returns:
+      ``w_shape = (*(3,) * R, C_in // groups, C_out)``.
+    """
+    check_supported(w_shape, config)
+    rank, groups = len(w_shape) - 2, config.groups
+    out = _out_spatial(x.shape, config.pairs)
+    transforms = _transforms(tile, out, jnp.result_type(x, dy))
     m, alpha = transforms.tile, len(transforms.input)
     tiles, grown = _tiling(out, config.pairs, m)
 
@@ -507,7 +531,6 @@ def winograd_backward(dy, x, w, config, *, tile=None):
         return _positions_gemm("kernel_grad", v.reshape(v.shape[0], -1, v.shape[-1]),
                                dm.reshape(dm.shape[0], -1, dm.shape[-1]), groups)
 
-    chunk = _batch_chunk(x.shape[0], tiles, alpha, x.shape[-1] + dy.shape[-1], x.dtype.itemsize)
+    chunk = _batch_chunk(x.shape[0], tiles, alpha, x.shape[-1] + dy.shape[-1], x.dtype.itemsize, chunk_bytes)
     du = jnp.sum(patches_lib.map_batch_chunks(kernel_grad, chunk, x, dy), axis=0)
-    dw = _kernel_transform(du.reshape(*(alpha,) * rank, *du.shape[1:]), _transposed(transforms.kernel))
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    return _kernel_transform(du.reshape(*(alpha,) * rank, *du.shape[1:]), _transposed(transforms.kernel))

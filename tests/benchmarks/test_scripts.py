@@ -90,14 +90,18 @@ def test_the_partial_lowering_lever_and_its_hand_rule_equal_lax_float64(x64, pad
     y = conv(x, w, padding=padding, impl="lax")
     dy = jnp.asarray(rng.normal(size=y.shape))
     expected = conv_backward(dy, x, w, padding=padding, impl="lax")
-    with step_levers.partial_lowering_in_explicit(True):
-        assert_close(conv(x, w, padding=padding, impl="explicit"), y, rtol=1e-10)
-        for got, want in zip(conv_backward(dy, x, w, padding=padding, impl="explicit"), expected):
-            assert_close(got, want, rtol=1e-10)
-        pulled = jax.vjp(lambda x, w: conv(x, w, padding=padding, impl="explicit"), x, w)[1](dy)
-        for got, want in zip(pulled, expected):
-            assert_close(got, want, rtol=1e-10)
-    assert step_levers.conv_lib._FORWARD["explicit"] is step_levers.conv_lib._explicit_forward  # restored
+    impl = step_levers.partial_lowering_impl()
+    program = lambda impl: str(jax.make_jaxpr(lambda x, w: conv(x, w, padding=padding, impl=impl))(x, w))
+    assert program(impl) != program("explicit")  # the lowering runs, not the explicit impl it replaces
+    assert_close(conv(x, w, padding=padding, impl=impl), y, rtol=1e-10)
+    for got, want in zip(conv_backward(dy, x, w, padding=padding, impl=impl), expected):
+        assert_close(got, want, rtol=1e-10)
+    pulled = jax.vjp(lambda x, w: conv(x, w, padding=padding, impl=impl), x, w)[1](dy)
+    for got, want in zip(pulled, expected):
+        assert_close(got, want, rtol=1e-10)
+    manual = jax.vjp(lambda x, w: conv(x, w, padding=padding, impl=impl, grad="manual"), x, w)[1](dy)
+    for got, want in zip(manual, expected):
+        assert_close(got, want, rtol=1e-10)
 
 
 @pytest.mark.slow

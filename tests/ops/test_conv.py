@@ -1,5 +1,6 @@
 """Proofs for jaxcnn.conv: hand rules == jax.grad, explicit == lax, every option."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -11,22 +12,41 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
-from jaxcnn.ops.conv import PATCH_CHUNK_BYTES, WINOGRAD_MIN_CHANNELS
-from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config, forward_only, resolve_impl, transpose_kernel
+from jaxcnn.ops import conv as conv_lib
+from jaxcnn.ops.conv import (
+    PATCH_CHUNK_BYTES,
+    AUTO,
+    CONCRETE_IMPLS,
+    MAX_PATCH_ELEMENTS,
+    REGISTRY,
+    Impl,
+    Policy,
+    Rule,
+    conv_config,
+    explicit_impl,
+    forward_only,
+    hybrid_impl,
+    resolve_impl,
+    transpose_kernel,
+    use_policy,
+    winograd_rule,
+)
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
 # "auto" has its own tests below (it resolves to one of these at trace time).
 IMPLS = ("lax", "explicit", "hybrid")
+#: ``auto`` with the hand rule's Winograd row switched on at 16 input channels.
+WINOGRAD_ROW = AUTO.with_rules(winograd_rule(16))
 
 
 # ------------------------------------------------------------------ strategies
 
 
-def _all_gradients(x, w, b, dy, options):
+def _all_gradients(x, w, b, dy, options, impls):
     """Every impl's forward, hand rule, manual VJP and autodiff VJP (one jit program)."""
     results = {}
-    for impl in IMPLS:
-        results[impl] = (
+    for name, impl in impls.items():
+        results[name] = (
             conv(x, w, b, impl=impl, **options),
             conv_backward(dy, x, w, impl=impl, **options),
             vjp(lambda *a: conv(*a, impl=impl, grad="manual", **options), (x, w, b), dy),
@@ -35,16 +55,20 @@ def _all_gradients(x, w, b, dy, options):
     return results
 
 
-def _check_all(x, w, b, options, rtol, seed=0):
-    """Compares every impl and rule against ``jax.vjp`` of the lax conv (the oracle)."""
+def _check_all(x, w, b, options, rtol, seed=0, impls=None):
+    """Compares every impl and rule against ``jax.vjp`` of the lax conv (the oracle).
+
+    ``impls``: name -> what ``impl=`` gets (default: each of :data:`IMPLS` by its name).
+    """
+    impls = impls or {name: name for name in IMPLS}
     reference = conv(x, w, b, impl="lax", **options)
     dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=reference.shape), x.dtype)
     # Compilation dominates these small cases; XLA's backend optimisations buy nothing here.
-    compiled = jax.jit(lambda *a: _all_gradients(*a, options),
+    compiled = jax.jit(lambda *a: _all_gradients(*a, options, impls),
                        compiler_options={"xla_backend_optimization_level": 0})
     results = compiled(x, w, b, dy)
     expected = results["lax"][3]
-    for impl in IMPLS:
+    for impl in impls:
         msg = f"impl={impl} {options} x{x.shape} w{w.shape}"
         forward, hand, manual, autodiff = results[impl]
         assert_close(forward, reference, rtol=rtol, err_msg=msg)
@@ -211,6 +235,17 @@ BAD = [
     (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
+    (dict(impl="fft", x=X.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got x of dtype bfloat16; use impl="lax", "explicit", '
+     '"winograd", "hybrid" or "auto" for bfloat16'),
+    (dict(impl="fft", w=W.astype(jnp.float16)), ValueError, 'impl="fft" supports .* got w of dtype float16'),
+    (dict(impl="fft", x=X.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got x of dtype int32'),
+    (dict(impl="winograd", x=X.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="winograd" supports floating-point and complex operands, got x of dtype int32; use impl="lax", '
+     '"explicit", "hybrid" or "auto" for int32'),
+    (dict(impl=AUTO.with_rules(winograd_rule(1)), grad="manual", x=X.astype(jnp.int32), w=W.astype(jnp.int32)),
+     ValueError, 'impl="winograd" supports floating-point and complex operands'),  # a policy's pick is checked too
 ]
 
 
@@ -226,6 +261,101 @@ def test_bad_arguments_raise_clear_errors(change, error, match):
 def test_conv_backward_rejects_bad_impl_listing_the_accepted_ones():
     with pytest.raises(ValueError, match="impl must be one of .*'auto'.*got 'Auto'"):
         conv_backward(jnp.zeros((1, 3, 3, 2)), X, W, impl="Auto")
+
+
+def test_conv_backward_and_the_hand_rule_refuse_an_unsupported_dtype_in_one_line():
+    x, w = X.astype(jnp.bfloat16), W.astype(jnp.bfloat16)
+    for call in (lambda: conv_backward(jnp.zeros((1, 3, 3, 2), jnp.bfloat16), x, w, impl="fft"),
+                 lambda: conv(x, w, impl="fft", grad="manual"),
+                 lambda: jax.grad(lambda x: jnp.sum(conv(x, w, impl="fft")))(x)):
+        with pytest.raises(ValueError, match='^impl="fft" supports float32 and float64 operands, got x of dtype '
+                                             'bfloat16; use impl=.*"explicit".* for bfloat16'):
+            call()
+    with pytest.raises(ValueError, match='impl="fft" supports .* got dy of dtype bfloat16'):
+        conv_backward(jnp.zeros((1, 3, 3, 2), jnp.bfloat16), X, W, impl="fft")
+
+
+# ------------------------------------------------------ the registry and policies
+
+
+def test_registry_rows_declare_their_dtypes():
+    assert tuple(REGISTRY) == CONCRETE_IMPLS == ("lax", "explicit", "fft", "winograd", "hybrid")
+    assert all(REGISTRY[name].takes(dtype) for name in ("lax", "explicit", "hybrid")
+               for dtype in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.int32, jnp.complex64, jnp.bool_))
+    assert REGISTRY["fft"].takes(jnp.float32) and not REGISTRY["fft"].takes(jnp.bfloat16)
+    assert REGISTRY["winograd"].takes(jnp.float16) and not REGISTRY["winograd"].takes(jnp.int8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REGISTRY["lax"].forward = None
+    with pytest.raises(TypeError):
+        REGISTRY["lax"] = REGISTRY["explicit"]  # an immutable mapping
+
+
+def test_policy_table_is_immutable_and_checked():
+    assert isinstance(AUTO.rules, tuple) and [rule.impl for rule in AUTO.rules] == [
+        "lax", "lax", "lax", "lax", "hybrid", "explicit"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        AUTO.rules = ()
+    with pytest.raises(ValueError, match="Rule impl must be one of \\('lax', .*'hybrid'\\) or an Impl, got 'cudnn'"):
+        Rule("cudnn", lambda case: True, "")
+    only_gpu = Policy((Rule("lax", lambda case: case.platform == "gpu", "gpu only"),))
+    with pytest.raises(ValueError, match="no rule of the conv policy holds"):
+        conv(X, W, impl=only_gpu)
+    with pytest.raises(TypeError, match="policy must be a jaxcnn.ops.conv.Policy, got 'lax'"):
+        with use_policy("lax"):
+            pass
+
+
+def test_a_policy_or_an_impl_passed_as_impl_decides_for_that_call_only(x64):
+    """``impl=Policy`` and ``impl=Impl`` (explicit's forward with lax's hand rule, an unregistered mix) run what
+    they name; ``use_policy`` changes what ``"auto"`` means inside it, and nothing outside."""
+    x, w, b = _arrays((2, 7, 6, 3), (3, 3, 3, 4), 0, jnp.float64)
+    dy = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 4, 4)))
+    mixed = Impl("mixed", REGISTRY["explicit"].forward, REGISTRY["lax"].input_grad, REGISTRY["lax"].kernel_grad)
+    program = lambda impl, grad="autodiff": str(jax.make_jaxpr(
+        lambda x, w: jax.vjp(lambda x, w: conv(x, w, impl=impl, grad=grad), x, w)[1](dy))(x, w))
+    assert "conv_general_dilated" not in program(mixed) and "conv_general_dilated" in program(mixed, "manual")
+    everything_lax = Policy((Rule("lax", lambda case: True, "always"),))
+    assert "conv_general_dilated" in program(everything_lax) and "conv_general_dilated" not in program("auto")
+    with use_policy(everything_lax):
+        assert "conv_general_dilated" in program("auto")
+    expected = vjp(lambda *a: conv(*a, impl="lax"), (x, w, b), dy)
+    for got, want in zip(vjp(lambda *a: conv(*a, impl=mixed, grad="manual"), (x, w, b), dy), expected):
+        assert_close(got, want, rtol=1e-10)
+    assert_close(conv(x, w, b, impl=mixed), conv(x, w, b, impl="lax"), rtol=1e-10)
+
+
+#: ``x`` (1, 3, 4, 2) with a (3, 2) kernel, stride 2, padding 1, dilation (2, 1): the input gradient is an
+#: lhs-dilated convolution whose second dimension has f = s = 2, d = 1 and zero padding.
+_XLA_ABORT_CASE = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxcnn import conv
+x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 4, 2)), jnp.float32)
+w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 2, 2, 2)), jnp.float32)
+options = dict(stride=2, padding=1, dilation=(2, 1))
+outputs = {}
+for impl in ("lax", "hybrid", "explicit"):
+    loss = lambda x, w: jnp.sum(conv(x, w, impl=impl, grad="manual", **options) ** 2)
+    outputs[impl] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w)
+leaves = lambda key: jax.tree.leaves(outputs[key])
+print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for key in outputs
+          for a, b in zip(leaves(key), leaves("explicit"))))
+"""
+
+
+@pytest.mark.slow
+def test_lax_hand_rule_survives_the_xla_cpu_operand_swap_abort():
+    """The hand rules of ``lax`` and ``hybrid`` compute ``x̄`` with the guarded lhs-dilated convolution that
+    conv_transpose runs forward (``jaxcnn.ops.conv.lax.input_grad``): unguarded, XLA:CPU aborts the process on
+    this case (run in a subprocess: an abort must fail, not kill, the test)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", _XLA_ABORT_CASE], capture_output=True, text=True,
+                            timeout=300, cwd=root, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) <= 1e-5, result.stdout
 
 
 # -------------------------------------------------------------------- "auto"
@@ -280,30 +410,162 @@ def test_auto_decision_table():
                                                         dilation=1, groups=1), "gpu") == impl
 
 
-def test_auto_winograd_row_when_switched_on(monkeypatch):
-    """The hand rule's Winograd row (off by default, ``WINOGRAD_MIN_CHANNELS = None``), switched on at 16:
+def test_auto_winograd_row_when_switched_on():
+    """The hand rule's Winograd row (off by default: not a rule of ``AUTO``), switched on at 16 (:data:`WINOGRAD_ROW`):
     2-D 3×3, stride 1, undilated, ungrouped, >= 16 input channels, padded or not, not a forward alone, the
     hybrid row first; never under ``jax.grad``."""
     classic = ((128, 26, 26, 32), (3, 3, 32, 64))
-    resolve = lambda x_shape, w_shape, manual=True, **options: resolve_impl(
-        "auto", x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
+    resolve = lambda x_shape, w_shape, manual=True, policy=WINOGRAD_ROW, **options: resolve_impl(
+        policy, x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
             dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=manual)
-    assert WINOGRAD_MIN_CHANNELS is None and resolve(*classic) == "explicit"  # off by default
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    assert all(rule.impl != "winograd" for rule in AUTO.rules) and resolve(*classic, policy=AUTO) == "explicit"
+    assert resolve(*classic, policy="auto") == "explicit"  # off by default
+    with use_policy(WINOGRAD_ROW):
+        assert resolve(*classic, policy="auto") == "winograd"
     assert resolve(*classic) == "winograd" and resolve(*classic, manual=False) == "explicit"
     assert resolve((125, 14, 14, 32), (3, 3, 32, 32), padding="SAME") == "winograd"
     assert resolve((128, 26, 26, 16), (3, 3, 16, 64)) == "winograd"
     assert resolve((128, 26, 26, 15), (3, 3, 15, 64)) == "explicit"  # below the row
     assert resolve((125, 28, 28, 16), (3, 3, 16, 16), padding="SAME") == "hybrid"  # the hybrid row first
     config = conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1)
-    assert resolve_impl("auto", *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
-    assert resolve_impl("auto", *classic, config, "gpu", manual=True) == "lax"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "gpu", manual=True) == "lax"
     for x_shape, w_shape, options in [((125, 28, 28, 32), (3, 3, 32, 32), dict(stride=2)),  # strided
                                       ((125, 28, 28, 32), (3, 3, 32, 32), dict(dilation=2)),  # dilated
                                       ((125, 28, 28, 32), (3, 3, 16, 32), dict(groups=2)),  # grouped
                                       ((125, 28, 28, 32), (5, 5, 32, 32), {}),  # not 3×3
                                       ((125, 28, 32), (3, 32, 32), {})]:  # 1-D
         assert resolve(x_shape, w_shape, **options) == "explicit", (x_shape, w_shape, options)
+
+
+# ------------------------------------------------- "auto" pinned on the models' layers
+
+#: Every conv layer shape of the classic, lecture, ResNet-20 and sequence nets, plus grouped, depthwise,
+#: dilated and 3-D ones: ``x`` without its batch, ``w`` and the options.
+MODEL_LAYERS = {
+    "classic/lecture conv1": ((28, 28, 1), (3, 3, 1, 32), dict(padding="VALID")),
+    "classic/lecture conv2": ((26, 26, 32), (3, 3, 32, 64), dict(padding="VALID")),
+    "resnet stem": ((28, 28, 1), (3, 3, 1, 16), dict(padding="SAME")),
+    "resnet stage1": ((28, 28, 16), (3, 3, 16, 16), dict(padding="SAME")),
+    "resnet stage2 down": ((28, 28, 16), (3, 3, 16, 32), dict(padding="SAME", stride=2)),
+    "resnet stage2 project": ((28, 28, 16), (1, 1, 16, 32), dict(padding="VALID", stride=2)),
+    "resnet stage2": ((14, 14, 32), (3, 3, 32, 32), dict(padding="SAME")),
+    "resnet stage3 down": ((14, 14, 32), (3, 3, 32, 64), dict(padding="SAME", stride=2)),
+    "resnet stage3 project": ((14, 14, 32), (1, 1, 32, 64), dict(padding="VALID", stride=2)),
+    "resnet stage3": ((7, 7, 64), (3, 3, 64, 64), dict(padding="SAME")),
+    "sequence conv1": ((256, 1), (5, 1, 16), dict(padding="SAME")),
+    "sequence conv2": ((128, 16), (5, 16, 32), dict(padding="SAME")),
+    "depthwise": ((9, 8, 4), (3, 3, 1, 4), dict(padding="SAME", groups=4)),
+    "grouped": ((9, 8, 4), (3, 3, 2, 6), dict(padding="SAME", groups=2)),
+    "dilated 16": ((28, 28, 16), (3, 3, 16, 16), dict(padding="SAME", dilation=2)),
+    "3-D": ((6, 6, 6, 8), (3, 3, 3, 8, 8), dict(padding="SAME")),
+}
+#: The passes ``auto`` resolves for, in the order of :data:`PINNED`'s strings: ``(manual, forward_only)``.
+PASSES = ((False, False), (True, False), (False, True), (True, True))
+#: What ``impl="auto"`` picks on the CPU for (layer, batch), pass by pass: under ``jax.grad``, for the hand
+#: rule, for a forward alone, for a forward alone under the hand rule. Off the CPU every entry is ``"lax"``.
+PINNED = {
+    ('classic/lecture conv1', 1): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 125): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 2000): 'explicit explicit explicit explicit',
+    ('classic/lecture conv1', 10000): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 1): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 125): 'explicit explicit explicit explicit',
+    ('classic/lecture conv2', 2000): 'lax lax lax lax',
+    ('classic/lecture conv2', 10000): 'lax lax lax lax',
+    ('resnet stem', 1): 'explicit explicit explicit explicit',
+    ('resnet stem', 125): 'explicit explicit explicit explicit',
+    ('resnet stem', 2000): 'explicit explicit explicit explicit',
+    ('resnet stem', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage1', 1): 'explicit hybrid lax lax',
+    ('resnet stage1', 125): 'explicit hybrid lax lax',
+    ('resnet stage1', 2000): 'explicit hybrid lax lax',
+    ('resnet stage1', 10000): 'lax lax lax lax',
+    ('resnet stage2 down', 1): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 125): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage2 down', 10000): 'lax lax lax lax',
+    ('resnet stage2 project', 1): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 125): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage2 project', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage2', 1): 'explicit explicit lax lax',
+    ('resnet stage2', 125): 'explicit explicit lax lax',
+    ('resnet stage2', 2000): 'explicit explicit lax lax',
+    ('resnet stage2', 10000): 'lax lax lax lax',
+    ('resnet stage3 down', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3 down', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3 project', 10000): 'explicit explicit explicit explicit',
+    ('resnet stage3', 1): 'explicit explicit explicit explicit',
+    ('resnet stage3', 125): 'explicit explicit explicit explicit',
+    ('resnet stage3', 2000): 'explicit explicit explicit explicit',
+    ('resnet stage3', 10000): 'lax lax lax lax',
+    ('sequence conv1', 1): 'explicit explicit explicit explicit',
+    ('sequence conv1', 125): 'explicit explicit explicit explicit',
+    ('sequence conv1', 2000): 'explicit explicit explicit explicit',
+    ('sequence conv1', 10000): 'explicit explicit explicit explicit',
+    ('sequence conv2', 1): 'explicit explicit explicit explicit',
+    ('sequence conv2', 125): 'explicit explicit explicit explicit',
+    ('sequence conv2', 2000): 'explicit explicit explicit explicit',
+    ('sequence conv2', 10000): 'explicit explicit explicit explicit',
+    ('depthwise', 1): 'lax lax lax lax',
+    ('depthwise', 125): 'lax lax lax lax',
+    ('depthwise', 2000): 'lax lax lax lax',
+    ('depthwise', 10000): 'lax lax lax lax',
+    ('grouped', 1): 'explicit explicit explicit explicit',
+    ('grouped', 125): 'explicit explicit explicit explicit',
+    ('grouped', 2000): 'explicit explicit explicit explicit',
+    ('grouped', 10000): 'explicit explicit explicit explicit',
+    ('dilated 16', 1): 'explicit explicit explicit explicit',
+    ('dilated 16', 125): 'explicit explicit explicit explicit',
+    ('dilated 16', 2000): 'explicit explicit explicit explicit',
+    ('dilated 16', 10000): 'lax lax lax lax',
+    ('3-D', 1): 'explicit explicit explicit explicit',
+    ('3-D', 125): 'explicit explicit explicit explicit',
+    ('3-D', 2000): 'explicit explicit explicit explicit',
+    ('3-D', 10000): 'lax lax lax lax',
+}
+#: The entries that change when the hand rule's Winograd row is switched on at 16 input channels.
+PINNED_WINOGRAD_ROW = {
+    ('classic/lecture conv2', 1): 'explicit winograd explicit explicit',
+    ('classic/lecture conv2', 125): 'explicit winograd explicit explicit',
+    ('resnet stage2', 1): 'explicit winograd lax lax',
+    ('resnet stage2', 125): 'explicit winograd lax lax',
+    ('resnet stage2', 2000): 'explicit winograd lax lax',
+    ('resnet stage3', 1): 'explicit winograd explicit explicit',
+    ('resnet stage3', 125): 'explicit winograd explicit explicit',
+    ('resnet stage3', 2000): 'explicit winograd explicit explicit',
+}
+
+
+def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd):
+    policy = WINOGRAD_ROW if winograd else "auto"
+    return resolve_impl(policy, x_shape, w_shape, config, platform, manual=manual, forward_only=forward_only)
+
+
+def _pinned_choices(platform, winograd):
+    choices = {}
+    for (name, batch) in PINNED:
+        spatial, w_shape, options = MODEL_LAYERS[name]
+        x_shape = (batch, *spatial)
+        config = conv_config(x_shape, w_shape, **dict(dict(stride=1, dilation=1, groups=1), **options))
+        choices[name, batch] = " ".join(
+            _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd)
+            for manual, forward_only in PASSES)
+    return choices
+
+
+def test_auto_picks_the_pinned_impl_for_every_model_layer_and_pass():
+    """The ``auto`` table pinned: the same impl as measured and documented, for every layer, batch and pass."""
+    assert _pinned_choices("cpu", winograd=False) == PINNED
+    assert set(_pinned_choices("gpu", winograd=False).values()) == {"lax lax lax lax"}
+    assert _pinned_choices("cpu", winograd=True) == {**PINNED, **PINNED_WINOGRAD_ROW}
+    assert set(_pinned_choices("gpu", winograd=True).values()) == {"lax lax lax lax"}
 
 
 def _auto_and_lax_gradients(x, w, b, dy, options):
@@ -352,19 +614,19 @@ def winograd_row_cases(draw):
 @given(winograd_row_cases())
 @settings(max_examples=15)
 @pytest.mark.slow
-def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, case):
+def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
     """With the row switched on, ``auto`` sends these convs' hand rule to Winograd (unless the hybrid row takes
     a padded 16-channel one): its forward, ``conv_backward`` and ``grad="manual"`` VJP equal lax's (float64,
-    ≤ 1e-10). What keeps the row off is not the conv but the model: see ``resolve_impl``."""
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    ≤ 1e-10). What keeps the row off is not the conv but the model: see ``winograd_rule``."""
     x_shape, w_shape, options, seed = case
     config = conv_config(x_shape, w_shape, stride=1, dilation=1, groups=1, **options)
-    assert resolve_impl("auto", x_shape, w_shape, config, "cpu", manual=True) in ("winograd", "hybrid")
+    assert resolve_impl(WINOGRAD_ROW, x_shape, w_shape, config, "cpu", manual=True) in ("winograd", "hybrid")
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
     y_shape = jax.eval_shape(lambda x, w: conv(x, w, impl="lax", **options), x, w).shape
     dy = jnp.asarray(np.random.default_rng(seed).normal(size=y_shape), jnp.float64)
-    results = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
-                      compiler_options={"xla_backend_optimization_level": 0})(x, w, b, dy)
+    with use_policy(WINOGRAD_ROW):  # at trace time: "auto" follows the policy
+        results = jax.jit(lambda *a: _auto_and_lax_gradients(*a, options),
+                          compiler_options={"xla_backend_optimization_level": 0})(x, w, b, dy)
     assert_close(*results["forward"], rtol=1e-10, err_msg=str(options))
     for rule in ("hand", "manual", "autodiff"):
         for name, got, expected in zip("xwb", results[rule], results["expected"]):
@@ -372,16 +634,15 @@ def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, monkeypatch, ca
 
 
 @pytest.mark.slow
-def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32(monkeypatch):
+def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32():
     """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"`` with the row on: no XLA convolution in
     the hand rule (Winograd's GEMMs), and within Winograd F(4,3)'s documented float32 tolerance of lax
-    (tests/ops/test_winograd.py)."""
-    monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_CHANNELS", 16)
+    (tests/ops/test_winograd.py); the policy passed as ``impl=``."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 32, 64)) * 0.06, jnp.float32)
     dy = jnp.asarray(rng.normal(size=(2, 24, 24, 64)), jnp.float32)
-    manual = lambda x, w: conv(x, w, impl="auto", grad="manual")
+    manual = lambda x, w: conv(x, w, impl=WINOGRAD_ROW, grad="manual")
     jaxpr = str(jax.make_jaxpr(lambda x, w, dy: jax.vjp(manual, x, w)[1](dy))(x, w, dy))
     assert "conv_general_dilated" not in jaxpr
     got = [manual(x, w), *jax.vjp(manual, x, w)[1](dy)]
@@ -422,31 +683,37 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
 @given(conv_cases())
 @settings(max_examples=25)
 @pytest.mark.slow
-def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, monkeypatch, case):
+def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, case):
     """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient, and the
     explicit forward alone in such chunks is still the convolution."""
-    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 1)
     x_shape, w_shape, options, seed = case
     x, w, b = _arrays(x_shape, w_shape, seed, jnp.float64)
-    _check_all(x, w, b, options, rtol=1e-10, seed=seed)
+    _check_all(x, w, b, options, rtol=1e-10, seed=seed, impls=_chunked(1))
     with forward_only():  # the explicit forward alone runs in the same one-example chunks
-        y = conv(x, w, b, impl="explicit", **options)
+        y = conv(x, w, b, impl=explicit_impl(chunk_bytes=1), **options)
     assert_close(y, conv(x, w, b, impl="lax", **options), rtol=1e-10, err_msg=f"forward alone {options}")
 
 
-def test_kernel_gradient_in_padded_chunks_float64(x64, monkeypatch):
+def _chunked(chunk_bytes):
+    """:data:`IMPLS` with the explicit forward alone and the hybrid kernel gradient in chunks of ``chunk_bytes``."""
+    return {"lax": "lax", "explicit": explicit_impl(chunk_bytes=chunk_bytes),
+            "hybrid": hybrid_impl(chunk_bytes=chunk_bytes)}
+
+
+def test_kernel_gradient_in_padded_chunks_float64(x64):
     """A batch of 7 in chunks of 5: the zero-padded examples of the last chunk add nothing."""
     x, w, b = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 5, jnp.float64)
     per_example = 9 * 8 * 9 * 4 * 8  # SAME: 9×8 outputs, 3×3 window, 4 channels, float64
-    monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", 5 * per_example)
     from jaxcnn.ops.padding import batch_chunk
 
     assert batch_chunk(7, per_example, 5 * per_example) == 5
-    _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10)
-    _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10)
+    _check_all(x, w, b, dict(stride=1, padding="SAME", dilation=1, groups=2), rtol=1e-10,
+               impls=_chunked(5 * per_example))
+    _check_all(x, w, b, dict(stride=2, padding=1, dilation=2, groups=2), rtol=1e-10,
+               impls=_chunked(5 * per_example))
 
 
-def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
+def test_explicit_forward_alone_in_padded_chunks_float64(x64):
     """Under ``forward_only`` the explicit forward runs in batch chunks: a batch of 7 in chunks of 5 (the last
     zero-padded) and in chunks of 1 equals lax, and outside the context the forward is one piece."""
     x, w, _ = _arrays((7, 9, 8, 4), (3, 3, 2, 6), 11, jnp.float64)
@@ -454,10 +721,10 @@ def test_explicit_forward_alone_in_padded_chunks_float64(x64, monkeypatch):
     per_example = 9 * 8 * 9 * 4 * 8
     reference = conv(x, w, impl="lax", **options)
     for budget in (5 * per_example, 1):
-        monkeypatch.setattr(conv_lib, "PATCH_CHUNK_BYTES", budget)
+        impl = explicit_impl(chunk_bytes=budget)
         with forward_only():
-            y = jax.jit(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
-            program = jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w)
+            y = jax.jit(lambda x, w: conv(x, w, impl=impl, **options))(x, w)
+            program = jax.make_jaxpr(lambda x, w: conv(x, w, impl=impl, **options))(x, w)
         assert_close(y, reference, rtol=1e-10, err_msg=f"budget {budget}")
         assert "scan" in str(program)
     assert "scan" not in str(jax.make_jaxpr(lambda x, w: conv(x, w, impl="explicit", **options))(x, w))

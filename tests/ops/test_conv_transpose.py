@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_transpose, conv_transpose_backward
 from jaxcnn.ops import padding as padding_lib
-from jaxcnn.ops.conv import MAX_PATCH_ELEMENTS, conv_config
+from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config
 from jaxcnn.ops.conv_transpose import resolve_impl, transpose_config
 from jaxcnn.testing import assert_hand_rule
-from oracles import assert_close, conv_cases, vjp
+from oracles import assert_close, conv_cases, run_fast, vjp
 
-IMPLS = ("lax", "explicit")
+IMPLS = ("lax", "explicit")  # what "auto" picks; the other impls of conv's: test_every_conv_impl_transposes_like_lax
 
 
 def _normal(shape, seed, dtype=jnp.float64):
@@ -120,6 +120,42 @@ def test_adjoint_identity_hand_rule_and_impls_float64(x64, case):
             assert_close(hand, want, rtol=1e-10, err_msg=f"hand d{name} {msg}")
             assert_close(manual, want, rtol=1e-10, err_msg=f"manual d{name} {msg}")
             assert_close(autodiff, want, rtol=1e-10, err_msg=f"autodiff d{name} {msg}")
+
+
+# (y_shape, w_shape, options) on which every impl of conv's serves as the transposed conv's: a 3×3
+# stride-1 one (Winograd's) and a strided, dilated, grouped one (the others').
+EVERY_IMPL_CASES = [
+    ((2, 5, 4, 4), (3, 3, 2, 4), dict(padding="SAME", groups=2)),
+    ((1, 4, 5, 6), (3, 2, 2, 6), dict(stride=2, padding=1, output_padding=(1, 0), dilation=(1, 2), groups=3)),
+]
+
+
+@pytest.mark.parametrize("y_shape,w_shape,options", EVERY_IMPL_CASES, ids=["3x3", "strided"])
+def test_every_conv_impl_transposes_like_lax_float64(x64, y_shape, w_shape, options):
+    """conv's impls beyond lax and explicit (fft, winograd, hybrid) as the transposed conv's: its forward (their
+    input gradient), its hand rule (their forward and kernel gradient) and both VJPs equal lax's, to 1e-10."""
+    impls = [impl for impl in CONCRETE_IMPLS if impl not in IMPLS]
+    if options.get("stride", 1) != 1:
+        impls.remove("winograd")
+    x_shape, _ = transpose_config(y_shape, w_shape, **dict(dict(stride=1, output_padding=0, dilation=1, groups=1),
+                                                           **options))
+    y, w, b, dz = (_normal(shape, i) for i, shape in enumerate((y_shape, w_shape, x_shape[-1:], x_shape)))
+
+    def everything(y, w, b, dz):
+        results = {}
+        for impl in ("lax", *impls):
+            op = lambda *a, impl=impl, grad="autodiff": conv_transpose(*a, impl=impl, grad=grad, **options)
+            results[impl] = (op(y, w, b), conv_transpose_backward(dz, y, w, impl=impl, **options),
+                             vjp(lambda *a: op(*a, grad="manual"), (y, w, b), dz), vjp(op, (y, w, b), dz))
+        return results
+
+    results = run_fast(everything, y, w, b, dz)
+    reference, _, _, expected = results.pop("lax")
+    for impl, (z, hand, manual, autodiff) in results.items():
+        assert_close(z, reference, rtol=1e-10, err_msg=impl)
+        for name, h, m, a, e in zip("ywb", hand, manual, autodiff, expected):
+            for rule, got in (("hand", h), ("manual", m), ("autodiff", a)):
+                assert_close(got, e, rtol=1e-10, err_msg=f"{impl} {rule} d{name}")
 
 
 # (y_shape, w_shape, options): 1-D, 2-D, 3-D; groups; dilation; every padding form; output_padding.
@@ -330,7 +366,7 @@ print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 def test_lax_impl_survives_the_xla_cpu_operand_swap_abort():
     """y (2, 3) with a (3, 2) kernel, stride 2, padding 1: XLA:CPU's simplifier swaps the operands
     of the lhs-dilated convolution and aborts the process on the f = s = 2 dimension unless
-    ``_lax_transpose`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
+    ``jaxcnn.ops.conv.lax.input_grad`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
     import os
     import subprocess
     import sys
@@ -359,6 +395,49 @@ def test_auto_decision_table():
     assert _resolve((1, 1, 1, 8), (3, 3, 64, 8), "cpu") == "explicit"
     for impl in IMPLS:
         assert resolve_impl(impl, None, None, None, "gpu") == impl
+
+
+#: ``y`` without its batch, ``w`` and the options of transposed convs (the autoencoder's two upsampling layers
+#: among them), and what ``auto`` picks for them on the CPU and off it, by batch.
+PINNED_LAYERS = {
+    "autoencoder up 7→14": ((7, 7, 32), (3, 3, 16, 32), dict(stride=2, padding="SAME")),
+    "autoencoder up 14→28": ((14, 14, 16), (3, 3, 1, 16), dict(stride=2, padding="SAME")),
+    "stride 2 window 2": ((4, 4, 8), (2, 2, 8, 8), dict(stride=2, padding="VALID")),
+    "depthwise": ((9, 8, 4), (3, 3, 1, 4), dict(padding="SAME", groups=4)),
+    "1-D grouped": ((16, 4), (5, 2, 4), dict(padding=1, groups=2)),
+}
+PINNED = {
+    ('autoencoder up 7→14', 1): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 125): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 10000): ('explicit', 'lax'),
+    ('autoencoder up 7→14', 100000): ('lax', 'lax'),
+    ('autoencoder up 14→28', 1): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 125): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 10000): ('explicit', 'lax'),
+    ('autoencoder up 14→28', 100000): ('explicit', 'lax'),
+    ('stride 2 window 2', 1): ('explicit', 'lax'),
+    ('stride 2 window 2', 125): ('explicit', 'lax'),
+    ('stride 2 window 2', 10000): ('explicit', 'lax'),
+    ('stride 2 window 2', 100000): ('explicit', 'lax'),
+    ('depthwise', 1): ('lax', 'lax'),
+    ('depthwise', 125): ('lax', 'lax'),
+    ('depthwise', 10000): ('lax', 'lax'),
+    ('depthwise', 100000): ('lax', 'lax'),
+    ('1-D grouped', 1): ('explicit', 'lax'),
+    ('1-D grouped', 125): ('explicit', 'lax'),
+    ('1-D grouped', 10000): ('explicit', 'lax'),
+    ('1-D grouped', 100000): ('explicit', 'lax'),
+}
+
+
+def test_auto_picks_the_pinned_impl():
+    """The transposed conv's ``auto`` table pinned, layer by layer and batch by batch."""
+    choices = {}
+    for name, batch in PINNED:
+        spatial, w_shape, options = PINNED_LAYERS[name]
+        choices[name, batch] = tuple(_resolve((batch, *spatial), w_shape, platform, **options)
+                                     for platform in ("cpu", "gpu"))
+    assert choices == PINNED
 
 
 @pytest.mark.slow
@@ -410,7 +489,15 @@ BAD = [
     (dict(padding=4), ValueError, "padding 4 is too large for window \\(3, 3\\).*output shape \\(-2, -2\\)"),
     (dict(padding="HALF"), ValueError, "padding must be .*got the string 'HALF'"),
     (dict(padding=[(1, 1)]), ValueError, "one \\(lo, hi\\) pair per spatial dimension \\(2\\)"),
-    (dict(impl="fft"), ValueError, "impl must be one of \\('lax', 'explicit', 'auto'\\), got 'fft'"),
+    (dict(impl="cudnn"), ValueError,
+     "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
+    (dict(impl="fft", y=Y.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
+     'impl="fft" supports float32 and float64 operands, got y of dtype bfloat16; use impl="lax", "explicit", '
+     '"winograd", "hybrid" or "auto" for bfloat16'),
+    (dict(impl="fft", w=W.astype(jnp.float16)), ValueError, 'impl="fft" supports .* got w of dtype float16'),
+    (dict(impl="winograd", y=Y.astype(jnp.int32), w=W.astype(jnp.int32)), ValueError,
+     'impl="winograd" supports floating-point and complex operands, got y of dtype int32'),
+    (dict(impl="winograd", stride=2), ValueError, 'impl="winograd" accepts .*stride 1.*got stride \\(2, 2\\)'),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(2)), ValueError, "b must have shape \\(3,\\) \\(in_channels"),
 ]

@@ -160,7 +160,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
 
 @pytest.mark.parametrize("tile", winograd.TILES)
 @pytest.mark.slow
-def test_batch_chunks_give_the_same_result(x64, monkeypatch, tile):
+def test_batch_chunks_give_the_same_result(x64, tile):
     """Batches above the chunk budget run chunk by chunk (lax.map), zero-padded to whole chunks."""
     x, w, _ = conv_arrays((5, 7, 6, 4), (3, 3, 2, 6), 8, jnp.float64)
     options = dict(padding=[(2, 0), (1, 3)], groups=2)
@@ -168,14 +168,14 @@ def test_batch_chunks_give_the_same_result(x64, monkeypatch, tile):
     dy = jnp.asarray(np.random.default_rng(9).normal(size=conv(x, w, impl="lax", **options).shape))
     expected = conv(x, w, impl="lax", **options), *conv_backward(dy, x, w, impl="lax", **options)[:2]
     for budget in (1, 2**15):  # 1 example per chunk; 2 for F(4,3) (36 positions × 4 tiles × 10 channels × 8 B)
-        monkeypatch.setattr(winograd, "CHUNK_BYTES", budget)
-        program = jax.make_jaxpr(lambda x: winograd.winograd_forward(x, w, config, tile=tile))(x)
+        chunked = dict(tile=tile, chunk_bytes=budget)
+        program = jax.make_jaxpr(lambda x: winograd.winograd_forward(x, w, config, **chunked))(x)
         assert "scan" in _primitives(program.jaxpr)
-        got = (winograd.winograd_forward(x, w, config, tile=tile), *winograd.winograd_backward(dy, x, w, config, tile=tile))
+        got = (winograd.winograd_forward(x, w, config, **chunked), *winograd.winograd_backward(dy, x, w, config, **chunked))
         for name, g, e in zip(("y", "dx", "dw"), got, expected):
             assert_close(g, e, rtol=1e-10, err_msg=f"{name} budget={budget}")
-    assert assert_hand_rule(winograd.winograd_forward, winograd.winograd_backward, x, w,
-                            config=config, tile=tile) <= 1e-10
+        assert assert_hand_rule(winograd.winograd_forward, winograd.winograd_backward, x, w,
+                                config=config, **chunked) <= 1e-10
 
 
 # ------------------------------------------------------------------- no conv

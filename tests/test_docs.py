@@ -170,3 +170,12 @@ def test_module_paths_in_docs_import(path):
     paths = {p for p in paths if p.rsplit(".", 1)[-1] not in FILE_SUFFIXES}
     broken = sorted(p for p in paths if not _resolves(p))
     assert not broken, f"{path.name} names module paths that do not import: {broken}"
+
+
+def test_benchmarks_page_is_one_current_page():
+    """BENCHMARKS.md stays a page of current figures: at most 200 lines, and every section has its command."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    assert len(text.splitlines()) <= 200
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    measured = [s for s in sections if "|" in s]
+    assert measured and all(re.search(r"python |jaxcnn train", s) for s in measured), [s[:40] for s in measured]

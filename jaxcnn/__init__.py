@@ -2,7 +2,7 @@
 
 The package is organised by floor, and imports only run downward:
 ``ops`` (math and hand rules) < ``nn`` (layers, models) < ``proof`` (gradient modes, checks)
-< ``training`` (data to checkpoints); ``lecture`` holds the notes' alternative views.
+< ``training`` (data to checkpoints); ``lecture`` holds the alternative views of convolution.
 This module is the public face; the old flat module paths (``jaxcnn.layers``,
 ``jaxcnn.train``, ``jaxcnn.conv`` as a module, …) stay importable as aliases.
 """

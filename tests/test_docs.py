@@ -179,3 +179,35 @@ def test_benchmarks_page_is_one_current_page():
     sections = re.split(r"^## ", text, flags=re.M)[1:]
     measured = [s for s in sections if "|" in s]
     assert measured and all(re.search(r"python |jaxcnn train", s) for s in measured), [s[:40] for s in measured]
+
+
+# ---------------------------------------------------------------------------- docstrings cite the derivations page
+
+def _slug(heading):
+    """The anchor mkdocs' toc extension gives a heading without an explicit ``{#id}``."""
+    text = re.sub(r"[^\w\s-]", "", heading.lower())
+    return re.sub(r"[\s]+", "-", text.strip())
+
+
+def _derivation_anchors():
+    anchors = set()
+    for line in (ROOT / "docs" / "derivations.md").read_text().splitlines():
+        heading = re.match(r"^#+\s+(.*?)\s*(?:\{#([\w-]+)\})?\s*$", line)
+        if heading:
+            anchors.add(heading.group(2) or _slug(heading.group(1)))
+    return anchors
+
+
+def test_docstrings_cite_existing_derivations():
+    """Every ``docs/derivations.md#anchor`` in the package names a section of that page; no docstring cites files a
+    reader of the repository does not have."""
+    anchors = _derivation_anchors()
+    assert {"conv-input-gradient", "conv-weight-gradient", "max-pooling", "softmax-cross-entropy", "batch-norm",
+            "toeplitz", "convolution-theorem"} <= anchors
+    cited, unreadable = set(), []
+    for path in sorted((ROOT / "jaxcnn").rglob("*.py")):
+        text = path.read_text()
+        cited |= {(path.name, a) for a in re.findall(r"docs/derivations\.md#([\w-]+)", text)}
+        unreadable += [f"{path.name}: {m}" for m in re.findall(r"shared/seeds|\b[Ss]eeds? 0\d\d\b", text)]
+    assert cited and not [c for c in cited if c[1] not in anchors], sorted(c for c in cited if c[1] not in anchors)
+    assert not unreadable, unreadable

@@ -7,10 +7,10 @@ Layout: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
 .. math::
    y[n, p, o] = b[o] + \\sum_{t, i} x_{pad}[n, p·s + t·d, g(o)·C_g + i] \\; w[t, i, o]
 
-(seed 003's window sum y(i) = Σ_k w(k)·x(i + k), seed 002's multi-channel
+(docs/derivations.md#conv-forward: the window sum y(i) = Σ_k w(k)·x(i + k), multi-channel
 y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). Four impls compute it: ``"lax"`` with
 ``lax.conv_general_dilated``, ``"explicit"`` with patches and one GEMM,
-``"fft"`` with the convolution theorem (seed 000, :mod:`jaxcnn.fft`), and
+``"fft"`` with the convolution theorem (docs/derivations.md#convolution-theorem), and
 ``"winograd"`` with F(4×4, 3×3)/F(2×2, 3×3) tiles (3-tap/3×3 kernels, stride 1,
 dilation 1 only; :mod:`jaxcnn.ops.winograd`), and ``"hybrid"``, ``lax``'s
 forward with a hand rule split between ``lax`` (``x̄``) and im2col (``w̄``);
@@ -115,7 +115,7 @@ def transpose_kernel(w, groups: int):
     .. math::
        w^{T}[t, o, g·C_g + i] = w[f - 1 - t, i, g·C_o + o]
 
-    (seed 001: "K rotated 180°"; seed 002: x̄_j = Σ_i ȳ_i ⋆ W_ij swaps the roles
+    (docs/derivations.md#conv-input-gradient: "K rotated 180°"; x̄_j = Σ_i ȳ_i ⋆ W_ij swaps the roles
     of input and output channels.)
 
     Args:
@@ -179,7 +179,7 @@ def _lax_input_grad(dy, x, w, config: ConvConfig):
 
 
 def _lax_backward(dy, x, w, config: ConvConfig):
-    """Hand rule with ``lax.conv_general_dilated`` (seed 001, seed 002).
+    """Hand rule with ``lax.conv_general_dilated`` (docs/derivations.md#conv-input-gradient).
 
     .. math::
        \\bar{x} = \\mathrm{corr}(\\mathrm{dilate}_s(\\bar{y}),\\, \\mathrm{rot}_{180}(w)^{T},\\,
@@ -256,7 +256,7 @@ def _explicit_forward(x, w, config: ConvConfig):
 
 
 def _explicit_backward(dy, x, w, config: ConvConfig):
-    """Hand rule as two GEMMs and col2im (seed 001, seed 002).
+    """Hand rule as two GEMMs and col2im (docs/derivations.md#conv-weight-gradient).
 
     With ``P`` the forward's patch matrix (:func:`_patch_matrix`),
     ``Ȳ = dy.reshape(M, C_out)`` and ``W = w.reshape(K·C_in, C_out)`` (groups = 1;
@@ -349,7 +349,7 @@ def _patch_kernel_grad(x, dy, w, config: ConvConfig, *, chunked: bool):
 
 
 def _hybrid_backward(dy, x, w, config: ConvConfig):
-    """Hand rule split between XLA's convolution and one GEMM (seed 001, seed 002).
+    """Hand rule split between XLA's convolution and one GEMM (docs/derivations.md#conv-input-gradient).
 
     The forward is ``lax``'s. ``x̄`` is the lecture's rule, the full-padded ``ȳ``
     correlated with the 180°-rotated, channel-swapped kernel, run as one
@@ -634,7 +634,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=
 
 
 def conv_backward(dy, x, w, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto"):
-    """The hand-derived gradient of :func:`conv` (seed 001, seed 002).
+    """The hand-derived gradient of :func:`conv` (docs/derivations.md#conv-input-gradient).
 
     .. math::
        \\bar{x} = \\mathrm{corr}(\\mathrm{dilate}_s(\\bar{y}), \\mathrm{rot}_{180}(w)^{T}), \\quad

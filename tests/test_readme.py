@@ -1,4 +1,4 @@
-"""The Python examples in README.md and docs/*.md run as written."""
+"""The Python examples in README.md and docs/**/*.md run as written."""
 
 import pathlib
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCKS = [
     (path.relative_to(ROOT).as_posix(), index, block)
     for path in DOCS

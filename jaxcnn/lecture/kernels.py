@@ -1,9 +1,9 @@
-"""Hand-made 3×3 filters (seeds 001/004) and the conv → ReLU → max-pool stages.
+"""Hand-made 3×3 filters (docs/derivations.md#a-hand-made-kernel) and the conv → ReLU → max-pool stages.
 
-Before a network learns its filters, the notes design some by hand: the
-vertical edge detector ``[[1, 0, −1]]·3`` (seed 004's window sum
+Before a network learns its filters, some can be designed by hand: the
+vertical edge detector ``[[1, 0, −1]]·3`` (its window sum
 ``3·1 + 1·1 + 2·1 + 0 + 0 + 0 − 1 − 8 − 2 = −5``), its transpose for horizontal
-edges, a 45° edge and a sharpening/contrast filter (seed 001).
+edges, a 45° edge and a sharpening/contrast filter.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def kernel_bank(names: Sequence[str] | None = None):
 
 
 def feature_stages(images, kernel, *, padding="SAME", pool: int = 2) -> dict:
-    """Seed 004's pipeline: convolution, detector (ReLU), pooling.
+    """A CNN's stages in order: convolution, detector (ReLU), pooling.
 
     Args:
       images: ``(batch, height, width, 1)``.

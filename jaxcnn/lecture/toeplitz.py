@@ -1,4 +1,4 @@
-"""Convolution as a matrix (seed 003) and as a polynomial product (seeds 002/003).
+"""Convolution as a matrix and as a polynomial product (docs/derivations.md#toeplitz).
 
 A convolution layer is linear in its input, so it is one matrix ``T``: a
 Toeplitz matrix in 1-D (``q_{i,j} = q_{i−j}``, constant along diagonals) and a
@@ -68,7 +68,7 @@ def conv_matrix(w, input_shape, *, stride=1, padding="VALID", dilation=1):
 
     so ``conv(x[None], w, ...).reshape(-1) == T @ x.reshape(-1)``; ``T.T`` is the
     input gradient (the adjoint). In 1-D with one channel ``T[i, j]`` depends on
-    ``i·s − j`` only: a Toeplitz matrix, ``q_{i,j} = q_{i−j}`` for ``s = 1`` (seed 003).
+    ``i·s − j`` only: a Toeplitz matrix, ``q_{i,j} = q_{i−j}`` for ``s = 1`` (docs/derivations.md#toeplitz).
 
     Args:
       w: ``(*window, C_in, C_out)``, spatial rank 1-3 (no groups).
@@ -104,7 +104,7 @@ def convolve(a, v):
     .. math::
        (a * v)_j = \\sum_i a_i \\, v_{j - i}, \\qquad j_k = 0, …, m_k + n_k - 2
 
-    (seed 003's ``δ_j = Σ α_i β_{j−i}``; seed 002's sum of shifted copies of ``v``
+    (docs/derivations.md#toeplitz: ``δ_j = Σ α_i β_{j−i}``, a sum of shifted copies of ``v``
     weighted by the entries of ``a``). Every product ``a_i v_k`` is added to the
     output entry ``i + k``; equal to ``numpy.convolve(a, v)`` in 1-D. Differentiable
     and ``jit``-able; commutative.

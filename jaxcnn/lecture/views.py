@@ -3,7 +3,7 @@
 :func:`compare_views` runs every ``impl`` of :func:`jaxcnn.conv` and the
 Toeplitz matrix of :func:`jaxcnn.lecture.toeplitz.conv_matrix` on the same inputs and
 reports how far each is from ``impl="lax"`` and how long each takes;
-:func:`worked_numbers` recomputes the numbers the lecture notes work out by hand.
+:func:`worked_numbers` recomputes the worked numbers of docs/derivations.md.
 """
 
 from __future__ import annotations
@@ -80,16 +80,16 @@ def compare_views(x, w, *, stride=1, padding="VALID", dilation=1, repeats: int =
     return results
 
 
-VERTICAL_EDGE_PATCH = [[3, 0, 1], [1, 5, 8], [2, 7, 2]]  # seed 004's first window
+VERTICAL_EDGE_PATCH = [[3, 0, 1], [1, 5, 8], [2, 7, 2]]  # the vertical-edge example's window
 
 
 def worked_numbers() -> dict:
-    """The notes' hand-worked numbers, each recomputed by the library.
+    """The hand-worked numbers of docs/derivations.md, each recomputed by the library.
 
     Returns:
-      A flat dict ``description -> number (or list)``: seed 004's output sizes and
-      the 280 parameters of ten 3×3×3 filters, seed 003's 76/760 and 28×28×10,
-      seed 000's layer counts and total, seed 002's filter ∗ vector, seed 004's
+      A flat dict ``description -> number (or list)``: the output sizes and
+      the 280 parameters of ten 3×3×3 filters, 76/760 and 28×28×10,
+      the lecture net's layer counts and total, the filter ∗ vector, the
       vertical-edge window sum −5.
     """
     (ten_3x3x3,) = layer_rows(Conv(10, 3), (32, 32, 3))

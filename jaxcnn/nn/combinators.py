@@ -3,7 +3,7 @@
 
 Each combinator's ``backward`` follows the chain rule over the graph it builds. Where a value
 feeds several paths (``FanOut``, the identity shortcut of ``residual``), its cotangent is the sum
-of the cotangents of every path — seed 002: "x̄ = ȳ · ∂y/∂x, summed over every path". Where
+of the cotangents of every path — "x̄ = ȳ · ∂y/∂x, summed over every path" (docs/derivations.md#chain-rule). Where
 several values are summed (``FanInSum``), each receives the output's cotangent unchanged; where
 they are concatenated (``FanInConcat``), each receives its slice of it.
 
@@ -51,7 +51,7 @@ def _with_state(layers, name, sub_layers, init, run_ws, forward_ws, plain_init, 
 def serial(*layers):
     """Composes layers in order; params, state and residuals are lists, one entry per layer.
 
-    Backward runs the layers' rules in reverse: ``dx_i = backward_i(dx_{i+1})`` (seed 002's chain rule).
+    Backward runs the layers' rules in reverse: ``dx_i = backward_i(dx_{i+1})`` (docs/derivations.md#chain-rule).
     """
     _check_layers("serial", layers)
 
@@ -170,7 +170,7 @@ def _plain(name, init_fun, apply_fun, backward_fun):
 
 
 def FanOut(num: int):
-    """``x -> (x, ..., x)`` (``num`` copies). Backward: the sum of the copies' cotangents (seed 002)."""
+    """``x -> (x, ..., x)``, ``num`` copies. Backward: their cotangents summed (docs/derivations.md#chain-rule)."""
     if not isinstance(num, int) or isinstance(num, bool) or num < 1:
         raise ValueError(f"num must be a positive int, got {num!r}")
     return _plain(
@@ -244,7 +244,7 @@ def residual(block, shortcut=None, *, name=None):
     .. math::
        \\bar{x} = \\bar{x}_{\\text{block}}(\\bar{y}) + \\bar{x}_{\\text{shortcut}}(\\bar{y})
 
-    (the cotangent summed over both paths, seed 002). ``name`` is the display name (default
+    (the cotangent summed over both paths, docs/derivations.md#chain-rule). ``name`` is the display name (default
     ``Residual(<block> + <shortcut>)``).
     """
     shortcut = Identity() if shortcut is None else shortcut

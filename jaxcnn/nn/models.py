@@ -1,4 +1,4 @@
-"""Named networks from the lecture notes, each a :func:`jaxcnn.layers.serial` model.
+"""Named networks, each a :func:`jaxcnn.layers.serial` model.
 
 Hidden layers use He initialisation (they feed a ReLU); the output layer uses
 Glorot. Initialisation is deterministic from the key passed to ``init``.
@@ -14,7 +14,7 @@ MNIST_SHAPE = (-1, 28, 28, 1)
 
 
 def lecture_net(num_classes: int = 10, *, impl: str = "auto"):
-    """Seed 000's MNIST network, exactly.
+    """The lecture's MNIST network: conv 3×3×32, conv 3×3×64, dense 400, dense 10 (14,768,826 parameters).
 
     28×28×1 → Conv 3×3, 32 → ReLU → Conv 3×3, 64 → ReLU → Flatten → Dense 400 →
     ReLU → Dense 10. Parameters: 9×32+32 = 320; 64×(9×32+1) = 18,496;
@@ -29,7 +29,7 @@ def lecture_net(num_classes: int = 10, *, impl: str = "auto"):
 
 
 def classic_net(num_classes: int = 10, *, impl: str = "auto"):
-    """The usual small MNIST CNN, with seed 003's pooling stage.
+    """The usual small MNIST CNN, with a 2×2 max-pooling stage.
 
     Conv 3×3, 32 → ReLU → Conv 3×3, 64 → ReLU → MaxPool 2×2 → Flatten →
     Dense 128 → ReLU → Dense 10.
@@ -44,7 +44,7 @@ def classic_net(num_classes: int = 10, *, impl: str = "auto"):
 
 
 def sequence_net(num_classes: int = 10, *, channels=(16, 32), window: int = 5, impl: str = "auto"):
-    """A 1-D CNN in the spirit of seed 002 (multi-channel 1-D convolutions).
+    """A 1-D CNN of multi-channel 1-D convolutions.
 
     For any ``(batch, length, channels)`` input: [Conv1D k, SAME → ReLU →
     MaxPool 2 (SAME)] per entry of ``channels`` → AvgPool 2 (SAME) → Flatten →

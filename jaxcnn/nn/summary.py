@@ -1,13 +1,13 @@
 """Model summaries: every layer's output shape and parameter count, with the formula.
 
-Counts follow the notes' conventions, one formula style per kind of layer:
+Counts follow one formula style per kind of layer (docs/derivations.md#conv-forward):
 
 - convolution, ``C_out×(k·k·C_in+1)``: ``C_out`` filters of ``k·k·C_in`` weights
-  and one bias each, e.g. ``64×(3·3·32+1)`` = 18,496 (seed 000), ``10×(3·3·3+1)``
-  = 280 (seed 004), ``10×(5·5·3+1)`` = 760 (seed 003); ``C_in`` is the kernel's
+  and one bias each, e.g. ``64×(3·3·32+1)`` = 18,496, ``10×(3·3·3+1)``
+  = 280, ``10×(5·5·3+1)`` = 760; ``C_in`` is the kernel's
   input depth, ``C_in / groups`` for grouped convolutions;
 - dense, ``in×out+out``, with ``in`` written as the product of the shape that was
-  flattened into it, e.g. ``24·24·64×400+400`` = 14,746,000 (seed 000; a layer
+  flattened into it, e.g. ``24·24·64×400+400`` = 14,746,000 (a layer
   whose output is its input flattened keeps the factors for the next row);
 - any other layer with parameters: the sum of its arrays' sizes.
 
@@ -57,7 +57,7 @@ def _product(factors: Sequence[int]) -> str:
 
 
 def _formula(params, factors: Sequence[int]) -> str:
-    """The count as the notes write it; ``factors`` is the layer input's shape (no batch)."""
+    """The count as its formula writes it; ``factors`` is the layer input's shape (no batch)."""
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         return ""
@@ -126,7 +126,7 @@ def summary(model, input_shape: Sequence[int]) -> str:
         e.g. ``(28, 28, 1)``.
 
     Returns:
-      The table as text; for seed 000's network at ``(28, 28, 1)`` the rows read
+      The table as text; for :func:`jaxcnn.nn.models.lecture_net` at ``(28, 28, 1)`` the rows read
       320; 18,496; 14,746,000; 4,010 and the total 14,768,826.
     """
     rows = layer_rows(model, input_shape)

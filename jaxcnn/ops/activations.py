@@ -1,6 +1,6 @@
 """Elementwise activations and softmax, each activation's hand rule beside it.
 
-ReLU follows seed 004 (ReLU(x) = 0 for x ≤ 0, x for x > 0) and softmax seed 000; the others
+ReLU(x) is 0 for x ≤ 0 and x for x > 0 (docs/derivations.md#relu), softmax e^{z_i}/Σ_j e^{z_j}; the others
 (tanh, sigmoid, leaky ReLU, ELU, GELU, softplus, SiLU) follow their PyTorch definitions. Every
 activation maps NaN to NaN, takes ``grad="autodiff"`` (JAX differentiates the forward) or
 ``grad="manual"`` (the public ``<op>_backward`` is the VJP, via :func:`jaxcnn.ops.hand_rule.hand_rule`),
@@ -368,5 +368,5 @@ def log_softmax(logits, axis=-1):
 
 
 def softmax(logits, axis=-1):
-    """:math:`\\hat{y}_i = e^{z_i} / \\sum_j e^{z_j}` along ``axis`` (seed 000)."""
+    """:math:`\\hat{y}_i = e^{z_i} / \\sum_j e^{z_j}` along ``axis`` (docs/derivations.md#softmax-cross-entropy)."""
     return jnp.exp(log_softmax(logits, axis=axis))

@@ -4,8 +4,8 @@ For the forward convolution ``y = conv(x, w)`` with stride ``s``, padding
 ``(lo, hi)``, dilation ``d`` and groups ``g``, :func:`conv_transpose` is the
 linear map ``Aᵀ`` with ``⟨conv(x, w), y⟩ = ⟨x, conv_transpose(y, w)⟩`` for the
 *same* kernel ``w`` of shape ``(*window, in_channels // groups, out_channels)``.
-It is exactly the input gradient ``∂L/∂X`` the lecture notes derive (seed 001:
-"full padding" and the kernel rotated 180°; seed 002: x̄_j = Σ_i ȳ_i ⋆ W_ij, the
+It is exactly the input gradient ``∂L/∂X`` of convolution (docs/derivations.md#conv-input-gradient:
+"full padding" and the kernel rotated 180°; x̄_j = Σ_i ȳ_i ⋆ W_ij, the
 roles of input and output channels swapped):
 
 .. math::
@@ -150,8 +150,8 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
        \\mathrm{conv\\_transpose}(y, w) = \\mathrm{corr}(\\mathrm{pad}_{(lo', hi')}(\\mathrm{dilate}_s(y)),
        \\mathrm{rot}_{180}(w)^{T}) + b
 
-    with ``lo' = d(f−1) − lo``, ``hi' = d(f−1) − hi + output_padding`` (seed 001's
-    full padding of ∂L/∂Z and 180°-rotated kernel, seed 002's channel swap).
+    with ``lo' = d(f−1) − lo``, ``hi' = d(f−1) − hi + output_padding`` (the
+    full padding of ∂L/∂Z, 180°-rotated kernel and channel swap of docs/derivations.md#conv-input-gradient).
     ``stride``, ``padding``, ``dilation`` and ``groups`` are those of the forward
     conv being transposed; it equals PyTorch's ``conv_transpose{1,2,3}d`` with the
     weight ``w`` permuted to ``(out_channels, in_channels // groups, *window)`` and
@@ -195,7 +195,7 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
 
 def conv_transpose_backward(dx, y, w, *, stride=1, padding="VALID", output_padding=0, dilation=1, groups=1,
                             impl="auto"):
-    """The hand-derived gradient of :func:`conv_transpose` (seed 001, seed 002).
+    """The hand-derived gradient of :func:`conv_transpose` (docs/derivations.md#conv-input-gradient).
 
     For ``z = conv_transpose(y, w) + b = Aᵀy + b`` (``A`` the forward conv) and
     the cotangent ``z̄ = dx``: ``⟨z̄, Aᵀy⟩ = ⟨A z̄, y⟩``, so
@@ -206,7 +206,7 @@ def conv_transpose_backward(dx, y, w, *, stride=1, padding="VALID", output_paddi
        \\bar{b} = \\sum_{n, q} \\bar{z}[n, q]
 
     ``ȳ`` is the adjoint's adjoint, the forward conv of ``z̄``; ``w̄`` is conv's
-    weight-gradient rule (seed 001's ∂L/∂K = corr(X, ∂L/∂Z)) with the roles
+    weight-gradient rule (∂L/∂K = corr(X, ∂L/∂Z), docs/derivations.md#conv-weight-gradient) with the roles
     swapped: ``z̄`` as the conv's input, ``y`` as its output cotangent.
 
     Args:

@@ -1,4 +1,4 @@
-"""Fully connected layer (seed 003: "Flattening stage + NN"; seed 000: z_i = w_i·x + b)."""
+"""Fully connected layer, z_i = w_i·x + b, and its hand rule (docs/derivations.md#dense)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Convolution through the convolution theorem (seed 000): û(ξ) = f̂(ξ)·ĝ(ξ).
+"""Convolution through the convolution theorem (docs/derivations.md#convolution-theorem): û(ξ) = f̂(ξ)·ĝ(ξ).
 
 A linear convolution of two finite signals equals the inverse transform of the
 product of their zero-padded spectra, as long as the transform length ``L`` is
@@ -7,7 +7,7 @@ correlation the convolution layer needs is written as such a product here:
 
 - forward: cross-correlation with ``w`` = convolution with ``w`` rotated 180°;
 - input gradient: convolution of the stride-dilated ``dy`` with ``w`` itself
-  (= correlation with the rotated kernel, the "full" rule of seed 001);
+  (= correlation with the rotated kernel, the "full" rule of docs/derivations.md#conv-input-gradient);
 - kernel gradient: correlation of the padded ``x`` with the stride-dilated ``dy``.
 
 Spatial axes are transformed with ``jnp.fft.rfftn``/``irfftn`` over the padded
@@ -73,7 +73,7 @@ def _kernel_grouped(w, groups: int):
 
 
 def fft_forward(x, w, config):
-    """Cross-correlation as a product of spectra (seed 000), then crop and stride.
+    """Cross-correlation as a product of spectra (docs/derivations.md#convolution-theorem), then crop and stride.
 
     With ``x_pad`` the padded input, ``w_d`` the dilated kernel (``f' = d(f−1)+1``)
     and ``ℱ`` the real FFT of length ``L = n + lo + hi`` per spatial axis:
@@ -124,11 +124,11 @@ def fft_backward(dy, x, w, config):
 
     The first line is the true convolution ``ȳ_s ∗ w_d``, i.e. the correlation of
     the fully padded ``ȳ_s`` with the kernel rotated 180° and transposed
-    in/out (seed 001's "full padding, K rotated 180°"; seed 002's
+    in/out (docs/derivations.md#conv-input-gradient: "full padding, K rotated 180°",
     ``x̄_j = Σ_i ȳ_i ⋆ W_ij``); its length ``M + f' − 1 <= L``, so nothing wraps,
     and the crop drops the forward padding and the rows the stride never reached.
     The second is the correlation of ``x_pad`` with ``ȳ_s`` read at the dilated
-    taps ``t·d``, contracted over the batch (seed 000's theorem once more).
+    taps ``t·d``, contracted over the batch (the convolution theorem once more).
 
     Args:
       dy: ``(batch, *out_spatial, C_out)``.

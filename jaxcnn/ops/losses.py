@@ -1,5 +1,5 @@
-"""Losses, each beside its fused hand rule: cross-entropies on logits with integer labels (seed 000),
-and the mean squared error of a reconstruction against its target."""
+"""Losses, each beside its fused hand rule: cross-entropies on logits with integer labels
+(docs/derivations.md#softmax-cross-entropy), and the mean squared error of a reconstruction against its target."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ _manual_binary = manual.hand_rule(
 
 
 def softmax_binary_cross_entropy(logits, labels, *, grad="autodiff"):
-    """The notes' per-class binary cross-entropy on softmax outputs (seed 000).
+    """The per-class binary cross-entropy on softmax outputs (docs/derivations.md#softmax-cross-entropy).
 
     .. math::
        L = -\\frac{1}{N} \\sum_n \\sum_i \\big[y_i \\log \\hat{y}_i + (1 - y_i) \\log(1 - \\hat{y}_i)\\big],

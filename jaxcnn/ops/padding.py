@@ -4,7 +4,7 @@ Every op in jaxcnn accepts ``stride``, ``dilation`` and ``window`` as an int or 
 per-dimension tuple, and ``padding`` as ``"VALID"``, ``"SAME"``, ``"FULL"``, an int
 or a sequence of ``(lo, hi)`` pairs. The helpers here turn those into tuples of
 ints and tuples of pairs once, with errors that name the argument, the value and
-the accepted forms (seed 003/004: N₂ = ⌊(N₁ + 2P − F)/S⌋ + 1).
+the accepted forms (docs/derivations.md#conv-forward: N₂ = ⌊(N₁ + 2P − F)/S⌋ + 1).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def normalize_padding(
     """Turns any accepted padding form into one ``(lo, hi)`` pair per dimension.
 
     ``"VALID"`` is no padding; ``"SAME"`` is XLA's (output ⌈n/s⌉, the odd pixel on
-    the high side); ``"FULL"`` pads ``(f−1)·d`` on each side (seed 001's "full
-    padding"); an int pads every side by that amount (seed 004's ``p``).
+    the high side); ``"FULL"`` pads ``(f−1)·d`` on each side (the "full
+    padding" of docs/derivations.md#conv-input-gradient); an int pads every side by that amount.
 
     Args:
       padding: the user's padding argument.
@@ -134,8 +134,8 @@ def conv_output_size(n: int, f: int, padding: PaddingLike = "VALID", stride: int
     .. math::
        n_{out} = \\left\\lfloor \\frac{n + lo + hi - d(f-1) - 1}{s} \\right\\rfloor + 1
 
-    With ``lo = hi = p`` and ``d = 1`` this is the notes' ⌊(n + 2p − f)/s + 1⌋
-    (seed 004), e.g. ``conv_output_size(8, 3, stride=2) == 3``.
+    With ``lo = hi = p`` and ``d = 1`` this is ⌊(n + 2p − f)/s + 1⌋
+    (docs/derivations.md#conv-forward), e.g. ``conv_output_size(8, 3, stride=2) == 3``.
 
     Args:
       n: input length; f: window length.

@@ -1,7 +1,7 @@
-"""Sliding windows as plain arrays: the notes' window-sum view of convolution.
+"""Sliding windows as plain arrays: the window-sum view of convolution.
 
 A window op reads, for every output position ``p`` and window offset ``t``, the
-padded input at ``p·s + t·d`` (seed 003: y(i) = Σ_k w(k)·x(i + k)). Gathering
+padded input at ``p·s + t·d`` (docs/derivations.md#conv-forward: y(i) = Σ_k w(k)·x(i + k)). Gathering
 those reads gives a *patches* array; scattering them back is its transpose.
 Only padding, strided slicing, reshapes and sums are used here (no ``lax.conv*``),
 so the explicit convolution and the pooling rules are built from this module.

@@ -2,9 +2,9 @@
 
 Layout is channels-last: ``x`` is ``(batch, *spatial, channels)`` with one, two
 or three spatial dimensions; pooling acts on each channel separately and has no
-parameters (``shared/seeds/004_af1857b4af6ae002.txt``, "Pooling layer": f = 2,
-s = 2 are hyperparameters, "no parameters to learn"). ``stride=None`` means
-stride = window, the notes' 2×2 stride 2. ``padding`` takes every form of
+parameters (docs/derivations.md#max-pooling: window f = 2 and
+stride s = 2 are hyperparameters, nothing is learned). ``stride=None`` means
+stride = window, e.g. 2×2 stride 2. ``padding`` takes every form of
 :func:`jaxcnn.ops.padding.normalize_padding`; max pooling pads with ``-inf`` and
 average pooling with zeros.
 
@@ -12,7 +12,7 @@ Each op has ``grad="autodiff"`` (``lax.reduce_window``, differentiated by JAX)
 and ``grad="manual"`` (the same forward whose VJP is ``<op>_backward``, written
 with the explicit window machinery of :mod:`jaxcnn.patches`).
 
-Non-overlapping windows (``stride == window``, no padding: the notes' 2×2
+Non-overlapping windows (``stride == window``, no padding: e.g. 2×2
 stride 2) take a fast path in both modes: the ``∏f`` window elements are
 ``∏f`` strided slices of ``x`` (:func:`jaxcnn.ops.patches.window_slices`), combined
 elementwise, so XLA fuses the whole pool and its gradient into a few loops
@@ -190,8 +190,7 @@ def _max_pool_forward(x, *, config: PoolConfig):
 def max_pool_backward(dy, x, window, stride=None, padding="VALID"):
     """Hand-derived VJP of :func:`max_pool`.
 
-    Follows ``shared/seeds/004_af1857b4af6ae002.txt`` ("Pooling layer") and
-    ``shared/seeds/001_7d63e1395f11ac6f.txt`` ("Max pooling layer", 2×2 stride 2).
+    Derived in docs/derivations.md#max-pooling: each window's cotangent goes to its maximum.
 
     Each window's cotangent is routed to exactly one element: the first maximal
     element of the ``-inf``-padded window in row-major window order, the element
@@ -239,7 +238,7 @@ _max_pool_manual = manual.hand_rule(_max_pool_forward, _max_pool_backward)
 def max_pool(x, window, stride=None, padding="VALID", *, grad="autodiff"):
     """Max pooling over the spatial axes of a channels-last input.
 
-    Seed 004's example: 2×2 stride 2 of ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]``
+    Example (docs/derivations.md#max-pooling): 2×2 stride 2 of ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]``
     is ``[[9,2],[6,3]]``.
 
     .. math::
@@ -294,8 +293,7 @@ def _avg_pool_forward(x, *, config: PoolConfig, count_include_pad: bool):
 def avg_pool_backward(dy, x, window, stride=None, padding="VALID", count_include_pad=True):
     """Hand-derived VJP of :func:`avg_pool`.
 
-    Follows ``shared/seeds/004_af1857b4af6ae002.txt`` ("Average Pooling") and
-    ``shared/seeds/001_7d63e1395f11ac6f.txt`` ("Average pooling").
+    Derived in docs/derivations.md#average-pooling: each window's cotangent is shared evenly.
 
     Every element of a window receives the window's cotangent divided by the
     window's divisor; overlapping windows add up.
@@ -338,7 +336,7 @@ _avg_pool_manual = manual.hand_rule(_avg_pool_forward, _avg_pool_backward)
 def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, *, grad="autodiff"):
     """Average pooling over the spatial axes of a channels-last input.
 
-    Seeds 004 and 001, "Average pooling"; seed 004's 4×4 example gives
+    docs/derivations.md#average-pooling: the 4×4 example there gives
     ``[[3.75, 1.25], [3.75, 2]]`` with 2×2 stride 2.
 
     .. math::

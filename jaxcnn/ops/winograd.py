@@ -60,7 +60,7 @@ does not pick it (its row, :func:`jaxcnn.ops.conv.winograd_rule`, is off).
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``
-with the kernel rotated 180° and in/out channels swapped (seed 001, seed 002),
+with the kernel rotated 180° and in/out channels swapped (docs/derivations.md#conv-input-gradient),
 ``∂L/∂W`` applies the adjoints ``A``, ``Gᵀ`` of the forward's linear maps to
 the cotangent and contracts over tiles.
 
@@ -452,10 +452,10 @@ def winograd_forward(x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
 
 
 def winograd_backward(dy, x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
-    """Hand rule for :func:`winograd_forward`, in the Winograd domain (seed 001, seed 002).
+    """Hand rule for :func:`winograd_forward`, in the Winograd domain (docs/derivations.md#conv-input-gradient).
 
     Input gradient: the lecture's rule, "the output gradient fully padded,
-    the kernel flipped 180°", with in/out channels swapped (seed 002's
+    the kernel flipped 180°", with in/out channels swapped (as in
     ``x̄_j = Σ_i ȳ_i ⋆ W_ij``), computed as a Winograd correlation:
 
     .. math::

@@ -37,7 +37,7 @@ def backprop(model, params, x, labels, loss=softmax_cross_entropy, *, state=None
 
     ``model.forward`` caches residuals layer by layer, the loss's hand rule gives
     ``∂L/∂logits``, and ``model.backward`` walks the layers in reverse
-    (seed 002: x̄ = ȳ · ∂y/∂x, summed over every path). With ``state`` or ``key``
+    (x̄ = ȳ · ∂y/∂x, summed over every path: docs/derivations.md#chain-rule). With ``state`` or ``key``
     the forward is ``forward_with_state`` in training mode.
 
     Returns:

@@ -40,7 +40,7 @@ def _kernels_only(params):
 def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optax optimizer of ``config``.
 
-    ``sgd`` is seed 000's rule :math:`\\theta \\leftarrow \\theta - \\eta \\, \\partial L / \\partial \\theta`;
+    ``sgd`` is the plain rule :math:`\\theta \\leftarrow \\theta - \\eta \\, \\partial L / \\partial \\theta`;
     ``momentum`` adds heavy-ball momentum 0.9; ``adamw`` is Adam with decoupled
     weight decay on the kernels.
     """

@@ -7,12 +7,12 @@ Layout: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
 .. math::
    y[n, p, o] = b[o] + \\sum_{t, i} x_{pad}[n, p·s + t·d, g(o)·C_g + i] \\; w[t, i, o]
 
-(seed 003's window sum y(i) = Σ_k w(k)·x(i + k), seed 002's multi-channel
+(docs/derivations.md#conv-forward: the window sum y(i) = Σ_k w(k)·x(i + k), the multi-channel
 y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). The impls, each a forward with the two
 halves of its hand rule, are registered by name in :data:`REGISTRY`
 (:mod:`~jaxcnn.ops.conv.registry`): ``"lax"`` (:mod:`~jaxcnn.ops.conv.lax`,
 ``lax.conv_general_dilated``), ``"explicit"`` (:mod:`~jaxcnn.ops.conv.explicit`,
-patches and GEMMs), ``"fft"`` (the convolution theorem, seed 000, :mod:`jaxcnn.ops.fft`),
+patches and GEMMs), ``"fft"`` (the convolution theorem, docs/derivations.md#convolution-theorem, :mod:`jaxcnn.ops.fft`),
 ``"winograd"`` (F(4×4, 3×3)/F(2×2, 3×3) tiles for 3-tap/3×3 kernels, stride 1, dilation 1;
 :mod:`jaxcnn.ops.winograd`) and ``"hybrid"`` (``lax``'s forward and input gradient,
 im2col's kernel gradient). ``"auto"`` picks one per backend, shape and pass by the table
@@ -142,7 +142,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=
 
 
 def conv_backward(dy, x, w, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto"):
-    """The hand-derived gradient of :func:`conv` (seed 001, seed 002).
+    """The hand-derived gradient of :func:`conv` (docs/derivations.md#conv-input-gradient).
 
     .. math::
        \\bar{x} = \\mathrm{corr}(\\mathrm{dilate}_s(\\bar{y}), \\mathrm{rot}_{180}(w)^{T}), \\quad

@@ -115,7 +115,7 @@ def transpose_kernel(w, groups: int):
     .. math::
        w^{T}[t, o, g·C_g + i] = w[f - 1 - t, i, g·C_o + o]
 
-    (seed 001: "K rotated 180°"; seed 002: x̄_j = Σ_i ȳ_i ⋆ W_ij swaps the roles
+    (docs/derivations.md#conv-input-gradient: "K rotated 180°"; x̄_j = Σ_i ȳ_i ⋆ W_ij swaps the roles
     of input and output channels.)
 
     Args:

@@ -20,7 +20,7 @@ the convolution's Toeplitz matrix, and it *is* the lecture's rule: substituting
 the full-padded correlation (kernel dilation ``d``) of the stride-dilated ``ȳ`` with the
 rotated, channel-swapped kernel (:func:`~jaxcnn.ops.conv.transpose_kernel`), which is the
 ``lax`` impl's rule; padding by ``d(f−1)`` and cropping ``(lo, hi)`` is the corrected
-padding of :func:`~jaxcnn.ops.conv.input_grad_padding` (seed 001, seed 002).
+padding of :func:`~jaxcnn.ops.conv.input_grad_padding` (docs/derivations.md#conv-input-gradient).
 Scattering ``ȲWᵀ`` back avoids gathering windows of the padded, dilated ``ȳ``, which
 costs ``s^{rank}`` times more memory traffic and multiplies by the inserted zeros.
 """

@@ -6,7 +6,7 @@
 
    \\bar{w}[t, i, o] = \\sum_{n, p} x_{pad}[n, p·s + t·d, i] \\; \\bar{y}[n, p, o]
 
-(seed 001, seed 002). ``dilate_s`` inserts ``s − 1`` zeros between entries of ``ȳ``
+(docs/derivations.md#conv-input-gradient). ``dilate_s`` inserts ``s − 1`` zeros between entries of ``ȳ``
 (``lhs_dilation``); ``w̄`` is a correlation of the padded ``x`` with the stride-dilated
 ``ȳ`` in which the batch is the contracted axis (``batch_group_count`` keeps groups apart).
 """

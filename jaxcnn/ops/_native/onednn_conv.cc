@@ -221,10 +221,19 @@ ffi::Error CheckRanks(size_t x_rank, size_t w_rank, size_t y_rank, size_t attr_r
   return ffi::Error::Success();
 }
 
+// One primitive at a time, each on all of OpenMP's threads. XLA runs independent custom calls (a
+// layer's backward data and backward weights) on two of its threads at once; each would start an
+// OpenMP team of its own, and twice as many threads as cores would compete for them.
+std::mutex& ExecutionMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 // Runs one pass; `weights` is read (forward, backward data) or written (backward weights).
 ffi::Error Execute(const Geometry& g, PassKind kind, void* x, void* weights, void* bias, void* y) {
   try {
     const Pass& pass = CachedPass(g, kind);
+    std::lock_guard<std::mutex> serial(ExecutionMutex());
     thread_local std::vector<char> scratch_buffer, weight_buffer;
     thread_local dnnl::stream stream(Engine());
     memory user_weights(pass.user_weights, Engine(), weights);

@@ -142,6 +142,13 @@ def _build(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path) -> p
     target = cache_dir() / f"onednn_conv-{key}.so"
     if target.is_file():
         return target
+    try:
+        return _compile(compiler, lib_dir, include_dir, target)
+    except OSError as error:  # an unwritable cache, a compiler that cannot start
+        raise _Unavailable(f"building the oneDNN extension failed: {error}") from None
+
+
+def _compile(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = pathlib.Path(scratch) / target.name
@@ -150,7 +157,7 @@ def _build(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path) -> p
                    "-o", str(built), f"-L{lib_dir}", "-l:libdnnl.so.3", f"-Wl,-rpath,{lib_dir}"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as error:
+        except subprocess.TimeoutExpired as error:
             raise _Unavailable(f"building the oneDNN extension failed: {error}") from None
         if result.returncode:
             lines = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
@@ -165,6 +172,8 @@ def _native() -> _Native:
     try:
         if sys.platform != "linux" or platform_lib.machine() not in ("x86_64", "AMD64"):
             raise _Unavailable(f"oneDNN wheels are x86-64 Linux only, this is {sys.platform}/{platform_lib.machine()}")
+        if not hasattr(jax, "ffi") or not hasattr(jax.ffi, "include_dir"):
+            raise _Unavailable(f"jax {jax.__version__} has no jax.ffi.include_dir (JAX's FFI headers)")
         lib_dir, include_dir = _onednn_paths()
         path = _build(_compiler(), lib_dir, include_dir)
         try:
@@ -246,21 +255,28 @@ def _attributes(config) -> dict:
 # ------------------------------------------------------------------ the custom calls
 
 
+def _call(target, out_shape, config, *operands, **attributes):
+    """One custom call; an empty operand or result (a zero in some shape) gives zeros without one."""
+    if 0 in out_shape or any(a.size == 0 for a in operands):
+        return jnp.zeros(out_shape, jnp.float32)
+    out = jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32)
+    return jax.ffi.ffi_call(_TARGETS[target], out)(*operands, **attributes, **_attributes(config))
+
+
 def _call_forward(x, w, b, config):
-    out = jax.ShapeDtypeStruct(_out_shape(x.shape, w.shape, config), jnp.float32)
+    out_shape = _out_shape(x.shape, w.shape, config)
+    if b is not None and 0 not in out_shape and (x.size == 0 or w.size == 0):  # no input channels: y = b
+        return jnp.broadcast_to(b, out_shape)
     bias = jnp.zeros((w.shape[-1],), jnp.float32) if b is None else b
-    return jax.ffi.ffi_call(_TARGETS["forward"], out)(x, w, bias, with_bias=np.int64(b is not None),
-                                                       **_attributes(config))
+    return _call("forward", out_shape, config, x, w, bias, with_bias=np.int64(b is not None))
 
 
 def _call_backward_data(dy, w, x_shape, config):
-    out = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
-    return jax.ffi.ffi_call(_TARGETS["backward_data"], out)(dy, w, **_attributes(config))
+    return _call("backward_data", tuple(x_shape), config, dy, w)
 
 
 def _call_backward_weights(dy, x, w_shape, config):
-    out = jax.ShapeDtypeStruct(tuple(w_shape), jnp.float32)
-    return jax.ffi.ffi_call(_TARGETS["backward_weights"], out)(dy, x, **_attributes(config))
+    return _call("backward_weights", tuple(w_shape), config, dy, x)
 
 
 # ------------------------------------------------------------------ vmap: fold into batch or groups

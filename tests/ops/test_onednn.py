@@ -235,6 +235,18 @@ def test_float64_falls_back_to_lax_with_the_same_hand_rule(x64, case):
         assert_close(got, expected, rtol=1e-10)
 
 
+@needs_onednn
+@pytest.mark.parametrize("x_shape, w_shape", [((0, 5, 5, 2), (3, 3, 2, 4)), ((2, 5, 5, 0), (3, 3, 0, 4)),
+                                              ((2, 5, 5, 2), (3, 3, 2, 0))], ids=["batch", "in", "out"])
+def test_empty_operands_give_lax_values(x_shape, w_shape):
+    """A zero in a shape never reaches oneDNN: zeros (or the bias) as lax gives them."""
+    x, w, b = _case_arrays(x_shape, w_shape, 0)
+    got = jax.jit(_value_and_vjp, static_argnums=0)(onednn.conv_onednn, (x, w, b), jnp.ones((x_shape[0], 3, 3, w_shape[-1])))
+    expected = _value_and_vjp(_lax_conv, (x, w, b), jnp.ones((x_shape[0], 3, 3, w_shape[-1])))
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(g, e)
+
+
 def test_bad_dtypes_and_options_name_what_is_wrong():
     x, w, b = _case_arrays((1, 5, 5, 2), (3, 3, 2, 2), 0)
     with pytest.raises(ValueError, match="dtype must be float32 .* or float64 .*, got bfloat16"):

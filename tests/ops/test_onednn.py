@@ -273,20 +273,24 @@ def _missing_package(name):
     raise metadata.PackageNotFoundError(name)
 
 
-@pytest.mark.parametrize("hide", ["compiler", "onednn"])
+@pytest.mark.parametrize("hide", ["compiler", "onednn", "cache"])
 def test_without_compiler_or_onednn_it_is_unavailable_and_falls_back(fresh_loader, monkeypatch, tmp_path, hide):
-    """No compiler (an empty build cache) or no oneDNN wheel: available() is False with a one-line
-    reason, and conv_onednn warns once with it and computes with lax."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    """No compiler (an empty build cache), no oneDNN wheel or an unwritable cache: available() is
+    False with a one-line reason, and conv_onednn warns with it and computes with lax."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     if hide == "compiler":
         monkeypatch.setenv("CXX", "no-such-compiler-g++")
         expected = "no C++ compiler to build the oneDNN extension ('no-such-compiler-g++' not found)"
-    else:
+    elif hide == "onednn":
         monkeypatch.setattr(onednn.metadata, "distribution", _missing_package)
         expected = "oneDNN is not installed (pip package onednn-cpu-gomp missing)"
+    else:
+        cache.write_text("a file where the cache directory would be")
+        expected = f"building the oneDNN extension failed: [Errno 20] Not a directory: '{cache / 'jaxcnn'}'"
     assert not onednn.available()
     assert onednn.unavailable_reason() == expected
-    assert list(tmp_path.iterdir()) == []
+    assert "\n" not in expected and not (cache / "jaxcnn").exists()
     x, w, b = _case_arrays((2, 6, 6, 2), (3, 3, 2, 3), 9)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

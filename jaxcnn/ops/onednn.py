@@ -288,7 +288,7 @@ def _broadcast(a, batched: bool, size: int):
 
 def _fold_batch(a):
     """``(B, N, ...) -> (B·N, ...)``."""
-    return a.reshape(-1, *a.shape[2:])
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
 
 def _fold_channels(a):
@@ -298,7 +298,7 @@ def _fold_channels(a):
 
 
 def _unfold_channels(a, size: int):
-    return jnp.moveaxis(a.reshape(*a.shape[:-1], size, -1), -2, 0)
+    return jnp.moveaxis(a.reshape(*a.shape[:-1], size, a.shape[-1] // size), -2, 0)
 
 
 def _fold_kernel(w):
@@ -319,11 +319,11 @@ def _forward_call(config):
     def rule(size, in_batched, x, w, b):
         x_batched, w_batched, b_batched = in_batched
         if not (w_batched or b_batched):
-            y = _call_forward(_fold_batch(x), w, b, config)
-            return y.reshape(size, -1, *y.shape[1:]), True
+            y = _forward_call(config)(_fold_batch(x), w, b)
+            return y.reshape(size, x.shape[1], *y.shape[1:]), True
         x, w = _broadcast(x, x_batched, size), _broadcast(w, w_batched, size)
         b = None if b is None else _broadcast(b, b_batched, size).reshape(-1)
-        y = _call_forward(_fold_channels(x), _fold_kernel(w), b, _grouped(config, size))
+        y = _forward_call(_grouped(config, size))(_fold_channels(x), _fold_kernel(w), b)
         return _unfold_channels(y, size), True
 
     return call
@@ -338,11 +338,11 @@ def _backward_data_call(x_shape, config):
     def rule(size, in_batched, dy, w):
         dy_batched, w_batched = in_batched
         if not w_batched:
-            dx = _call_backward_data(_fold_batch(dy), w, (size * x_shape[0], *x_shape[1:]), config)
+            dx = _backward_data_call((size * x_shape[0], *x_shape[1:]), config)(_fold_batch(dy), w)
             return dx.reshape(size, *x_shape), True
         dy, w = _broadcast(dy, dy_batched, size), _broadcast(w, w_batched, size)
         folded_shape = (*x_shape[:-1], size * x_shape[-1])
-        dx = _call_backward_data(_fold_channels(dy), _fold_kernel(w), folded_shape, _grouped(config, size))
+        dx = _backward_data_call(folded_shape, _grouped(config, size))(_fold_channels(dy), _fold_kernel(w))
         return _unfold_channels(dx, size), True
 
     return call
@@ -357,7 +357,7 @@ def _backward_weights_call(w_shape, config):
     def rule(size, in_batched, dy, x):
         dy, x = _broadcast(dy, in_batched[0], size), _broadcast(x, in_batched[1], size)
         folded_shape = (*w_shape[:-1], size * w_shape[-1])
-        dw = _call_backward_weights(_fold_channels(dy), _fold_channels(x), folded_shape, _grouped(config, size))
+        dw = _backward_weights_call(folded_shape, _grouped(config, size))(_fold_channels(dy), _fold_channels(x))
         return _unfold_channels(dw, size), True
 
     return call

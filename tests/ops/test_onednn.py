@@ -167,6 +167,21 @@ def test_vmap_forward_and_per_example_gradients(in_axes):
 
 
 @needs_onednn
+def test_nested_vmap():
+    """vmap of vmap: the batching rules call the batchable calls again."""
+    xs, ws, bs = _vmap_arrays(8)
+    xss = jnp.stack([xs, -xs])
+    for axes in [(0, None, None), (0, 0, 0)]:
+        def twice(conv):
+            inner = jax.vmap(lambda *a: conv(*a, **VMAP_OPTIONS), in_axes=axes)
+            return jax.vmap(jax.grad(lambda *a: jnp.sum(jnp.cos(inner(*a))), argnums=(0, 1, 2)), in_axes=(0, None, None))
+
+        args = (xss, ws if axes[1] == 0 else ws[0], bs if axes[2] == 0 else bs[0])
+        for g, e in zip(jax.jit(twice(onednn.conv_onednn))(*args), twice(_lax_conv)(*args)):
+            assert_close(g, e, rtol=1e-5, err_msg=str(axes))
+
+
+@needs_onednn
 def test_vmap_of_the_passes_with_batched_kernels():
     """x̄ and w̄ under vmap with batched kernels and cotangents (the group-folding rules)."""
     xs, ws, _ = _vmap_arrays(5)

@@ -27,7 +27,8 @@ cotangent of the pass's output):
    \\partial_{\\bar{y}} \\langle \\bar{w}(\\bar{y}, x), ḡ \\rangle = y(x, ḡ), \\quad
    \\partial_{x} \\langle \\bar{w}(\\bar{y}, x), ḡ \\rangle = \\bar{x}(\\bar{y}, ḡ),
 
-which makes grad-of-grad run on oneDNN too. Under ``vmap`` a batch of activations with shared
+which makes grad-of-grad run on oneDNN too. The passes are ``custom_vjp`` functions, so
+forward mode (``jax.jvp``, ``jax.jacfwd``) is not defined for them. Under ``vmap`` a batch of activations with shared
 weights folds into the batch axis; batched weights fold into the groups (``B`` convolutions
 side by side as one with ``B·groups`` groups), as XLA batches its own convolution.
 

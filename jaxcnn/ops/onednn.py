@@ -155,7 +155,7 @@ def _compile(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path, ta
         built = pathlib.Path(scratch) / target.name
         command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
                    "-isystem", str(include_dir), "-isystem", jax.ffi.include_dir(), str(SOURCE),
-                   "-o", str(built), f"-L{lib_dir}", "-l:libdnnl.so.3", f"-Wl,-rpath,{lib_dir}"]
+                   "-o", str(built), f"-L{lib_dir}", "-l:libdnnl.so.3", "-fopenmp", f"-Wl,-rpath,{lib_dir}"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:

@@ -24,6 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <omp.h>
+
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -167,11 +169,17 @@ std::unique_ptr<Pass> CreatePass(const Geometry& g, PassKind kind) {
     pass->scratchpad = desc.scratchpad_desc();
   }
   if (pass->primitive_weights != pass->user_weights) {
-    pass->weight_reorder = kind == kBackwardWeights
-        ? std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(
-              Engine(), pass->primitive_weights, Engine(), pass->user_weights))
-        : std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(
-              Engine(), pass->user_weights, Engine(), pass->primitive_weights));
+    // A kernel's weights are a few thousand floats: their reorder runs on one thread, since an
+    // OpenMP team's start and barrier cost more than the copy (far more while other work keeps
+    // the cores busy and the team waits for its threads to be scheduled). oneDNN fixes a
+    // reorder's thread count when it is created, from this thread's OpenMP setting.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const bool out = kind == kBackwardWeights;
+    pass->weight_reorder = std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(
+        Engine(), out ? pass->primitive_weights : pass->user_weights, Engine(),
+        out ? pass->user_weights : pass->primitive_weights));
+    omp_set_num_threads(threads);
   }
   return pass;
 }

@@ -12,8 +12,8 @@
 //
 // Attributes (all passes): stride, dilation, padding_lo, padding_hi (one int64 per
 // spatial dimension; dilation as jaxcnn counts it, 1 = dense) and groups. Primitives
-// are created once per shape and attributes and cached; each call brings its own
-// scratchpad, so concurrent calls from XLA's threads are safe.
+// are created once per shape and attributes and cached, and run one at a time, each on
+// all of OpenMP's threads, with a user scratchpad (ExecutionMutex).
 
 #include <cstdint>
 #include <cstring>

@@ -27,10 +27,10 @@ cotangent of the pass's output):
    \\partial_{\\bar{y}} \\langle \\bar{w}(\\bar{y}, x), ḡ \\rangle = y(x, ḡ), \\quad
    \\partial_{x} \\langle \\bar{w}(\\bar{y}, x), ḡ \\rangle = \\bar{x}(\\bar{y}, ḡ),
 
-which makes grad-of-grad run on oneDNN too. The passes are ``custom_vjp`` functions, so
-forward mode (``jax.jvp``, ``jax.jacfwd``) is not defined for them. Under ``vmap`` a batch of activations with shared
-weights folds into the batch axis; batched weights fold into the groups (``B`` convolutions
-side by side as one with ``B·groups`` groups), as XLA batches its own convolution.
+which makes grad-of-grad run on oneDNN too. The passes are ``custom_vjp`` functions, so forward
+mode (``jax.jvp``, ``jax.jacfwd``) is not defined for them. Under ``vmap`` a batch of activations
+with shared weights folds into the batch axis; batched weights fold into the groups (``B``
+convolutions side by side as one with ``B·groups`` groups), as XLA batches its own convolution.
 
 float64 operands, or a platform other than the CPU, fall back to ``lax.conv_general_dilated``
 (differentiated by JAX). So does float32 when the native part is not :func:`available`, with a
@@ -46,16 +46,17 @@ against those headers and JAX's FFI headers (``jax.ffi.include_dir()``) into
 ``$XDG_CACHE_HOME/jaxcnn`` (default ``~/.cache/jaxcnn``), named by a hash of the source, the
 compiler, JAX's version and oneDNN's paths, so an upgrade rebuilds and every later process loads
 it. Not at install time: an editable install would need oneDNN's headers and JAX inside pip's
-isolated build environment, and a failed build must never fail ``pip install``; a first-use
-build does not, and anything missing (no compiler, no oneDNN, not x86-64 Linux) only makes
+isolated build environment, and a failed build must never fail ``pip install``. Here anything
+missing (no compiler, no oneDNN, not x86-64 Linux, an unwritable cache) only makes
 :func:`available` ``False`` with a one-line :func:`unavailable_reason`.
 
 Threads: oneDNN runs its loops on OpenMP, ``omp_get_max_threads()`` threads (``OMP_NUM_THREADS``,
 default one per core), in a team started by the XLA thread that runs the custom call. XLA runs
 independent custom calls at once (a layer's ``x̄`` and ``w̄``, on two of its threads), and two
 teams would put twice as many threads as cores to work, so the extension runs one primitive at a
-time; the other XLA thread sleeps until it is done. ``OMP_NUM_THREADS=1`` costs less CPU time
-(about 0.87× per step) where the cores are shared with other processes anyway.
+time; the other XLA thread sleeps until it is done. Weight reorders (a few thousand floats) run on
+one thread. Where other processes keep the cores busy, ``OMP_NUM_THREADS=1`` spends less CPU time
+per step: a team of two then waits at each barrier for a thread the scheduler has not run.
 """
 
 from __future__ import annotations

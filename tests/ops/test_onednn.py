@@ -174,7 +174,8 @@ def test_nested_vmap():
     for axes in [(0, None, None), (0, 0, 0)]:
         def twice(conv):
             inner = jax.vmap(lambda *a: conv(*a, **VMAP_OPTIONS), in_axes=axes)
-            return jax.vmap(jax.grad(lambda *a: jnp.sum(jnp.cos(inner(*a))), argnums=(0, 1, 2)), in_axes=(0, None, None))
+            grad = jax.grad(lambda *a: jnp.sum(jnp.cos(inner(*a))), argnums=(0, 1, 2))
+            return jax.vmap(grad, in_axes=(0, None, None))
 
         args = (xss, ws if axes[1] == 0 else ws[0], bs if axes[2] == 0 else bs[0])
         for g, e in zip(jax.jit(twice(onednn.conv_onednn))(*args), twice(_lax_conv)(*args)):
@@ -239,7 +240,8 @@ def test_float64_falls_back_to_lax_with_the_same_hand_rule(x64, case):
                      jnp.float64)
 
     def both(x, w, b, dy):
-        return [_value_and_vjp(lambda *a: conv(*a, **options), (x, w, b), dy) for conv in (onednn.conv_onednn, _lax_conv)]
+        return [_value_and_vjp(lambda *a: conv(*a, **options), (x, w, b), dy)
+                for conv in (onednn.conv_onednn, _lax_conv)]
 
     lowered = jax.jit(both).lower(x, w, b, dy)
     assert lowered.as_text().count("custom_call") == 0
@@ -256,8 +258,9 @@ def test_float64_falls_back_to_lax_with_the_same_hand_rule(x64, case):
 def test_empty_operands_give_lax_values(x_shape, w_shape):
     """A zero in a shape never reaches oneDNN: zeros (or the bias) as lax gives them."""
     x, w, b = _case_arrays(x_shape, w_shape, 0)
-    got = jax.jit(_value_and_vjp, static_argnums=0)(onednn.conv_onednn, (x, w, b), jnp.ones((x_shape[0], 3, 3, w_shape[-1])))
-    expected = _value_and_vjp(_lax_conv, (x, w, b), jnp.ones((x_shape[0], 3, 3, w_shape[-1])))
+    dy = jnp.ones((x_shape[0], 3, 3, w_shape[-1]))
+    got = jax.jit(_value_and_vjp, static_argnums=0)(onednn.conv_onednn, (x, w, b), dy)
+    expected = _value_and_vjp(_lax_conv, (x, w, b), dy)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_array_equal(g, e)
 

@@ -36,19 +36,10 @@ float64 operands, or a platform other than the CPU, fall back to ``lax.conv_gene
 (differentiated by JAX). So does float32 when the native part is not :func:`available`, with a
 ``RuntimeWarning`` giving :func:`unavailable_reason`. Other dtypes raise a ``ValueError``.
 
-Dependency: the PyPI wheels ``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp`` 2023.2.0
-(oneDNN 3.2, x86-64 Linux): a CPU-only build on GNU OpenMP, whose library needs nothing but
-libgomp and libstdc++. The newer ``onednn`` 2026.1 wheel is built for SYCL and pulls in the
-DPC++ and OpenCL runtimes (with TBB and Intel's math libraries) for a CPU-only use.
-
-Build: on first use, the machine's ``g++`` (or ``$CXX``) compiles ``_native/onednn_conv.cc``
-against those headers and JAX's FFI headers (``jax.ffi.include_dir()``) into
-``$XDG_CACHE_HOME/jaxcnn`` (default ``~/.cache/jaxcnn``), named by a hash of the source, the
-compiler, JAX's version and oneDNN's paths, so an upgrade rebuilds and every later process loads
-it. Not at install time: an editable install would need oneDNN's headers and JAX inside pip's
-isolated build environment, and a failed build must never fail ``pip install``. Here anything
-missing (no compiler, no oneDNN, not x86-64 Linux, an unwritable cache) only makes
-:func:`available` ``False`` with a one-line :func:`unavailable_reason`.
+Dependency and build (:mod:`jaxcnn.ops._native.loader`): the PyPI wheels ``onednn-cpu-gomp``
+and ``onednn-devel-cpu-gomp`` (oneDNN 3.2, CPU-only, GNU OpenMP); the machine's ``g++`` builds
+the extension on first use into ``~/.cache/jaxcnn``. Without a compiler, oneDNN or x86-64 Linux,
+:func:`available` is ``False`` with a one-line :func:`unavailable_reason`.
 
 Threads: oneDNN runs its loops on OpenMP, ``omp_get_max_threads()`` threads (``OMP_NUM_THREADS``,
 default one per core), in a team started by the XLA thread that runs the custom call. XLA runs
@@ -61,19 +52,7 @@ per step: a team of two then waits at each barrier for a thread the scheduler ha
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
-import os
-import pathlib
-import platform as platform_lib
-import shutil
-import subprocess
-import sys
-import tempfile
 import warnings
-from importlib import metadata
-from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -82,126 +61,16 @@ from jax import lax
 
 from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
-
-SOURCE = pathlib.Path(__file__).parent / "_native" / "onednn_conv.cc"
-RUNTIME_PACKAGE = "onednn-cpu-gomp"
-HEADERS_PACKAGE = "onednn-devel-cpu-gomp"
-_TARGETS = {
-    "forward": "jaxcnn_onednn_conv_forward",
-    "backward_data": "jaxcnn_onednn_conv_backward_data",
-    "backward_weights": "jaxcnn_onednn_conv_backward_weights",
-}
-_BUILD_TIMEOUT_S = 600
-
-
-# ------------------------------------------------------------------ native library
-
-
-class _Unavailable(Exception):
-    """Why the native part cannot be used (one line)."""
-
-
-class _Native(NamedTuple):
-    library: Optional[ctypes.CDLL]
-    reason: str
-
-
-def _onednn_paths() -> Tuple[pathlib.Path, pathlib.Path]:
-    """``(lib dir, include dir)`` of the installed oneDNN wheels, found through their file records."""
-    try:
-        runtime = metadata.distribution(RUNTIME_PACKAGE)
-        headers = metadata.distribution(HEADERS_PACKAGE)
-    except metadata.PackageNotFoundError as error:
-        raise _Unavailable(f"oneDNN is not installed (pip package {error.name or error} missing)") from None
-    libraries = [runtime.locate_file(f) for f in runtime.files or () if f.name == "libdnnl.so.3"]
-    includes = [headers.locate_file(f) for f in headers.files or () if str(f).endswith("oneapi/dnnl/dnnl.hpp")]
-    library = next((pathlib.Path(p) for p in libraries if pathlib.Path(p).is_file()), None)
-    include = next((pathlib.Path(p) for p in includes if pathlib.Path(p).is_file()), None)
-    if library is None or include is None:
-        raise _Unavailable(f"oneDNN's files are missing from the {RUNTIME_PACKAGE}/{HEADERS_PACKAGE} install")
-    return library.resolve().parent, include.resolve().parents[2]
-
-
-def _compiler() -> str:
-    name = os.environ.get("CXX", "g++")
-    path = shutil.which(name)
-    if path is None:
-        raise _Unavailable(f"no C++ compiler to build the oneDNN extension ({name!r} not found)")
-    return path
-
-
-def cache_dir() -> pathlib.Path:
-    """Where the compiled extension is kept: ``$XDG_CACHE_HOME/jaxcnn`` (default ``~/.cache/jaxcnn``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(root) / "jaxcnn"
-
-
-def _build(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path) -> pathlib.Path:
-    """Compiles the extension into :func:`cache_dir` unless an identical build is there."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), jax.__version__.encode(),
-                                     str(lib_dir).encode(), str(include_dir).encode()])).hexdigest()[:16]
-    target = cache_dir() / f"onednn_conv-{key}.so"
-    if target.is_file():
-        return target
-    try:
-        return _compile(compiler, lib_dir, include_dir, target)
-    except OSError as error:  # an unwritable cache, a compiler that cannot start
-        raise _Unavailable(f"building the oneDNN extension failed: {error}") from None
-
-
-def _compile(compiler: str, lib_dir: pathlib.Path, include_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        built = pathlib.Path(scratch) / target.name
-        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-                   "-isystem", str(include_dir), "-isystem", jax.ffi.include_dir(), str(SOURCE),
-                   "-o", str(built), f"-L{lib_dir}", "-l:libdnnl.so.3", "-fopenmp", f"-Wl,-rpath,{lib_dir}"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired as error:
-            raise _Unavailable(f"building the oneDNN extension failed: {error}") from None
-        if result.returncode:
-            lines = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()
-            raise _Unavailable(f"building the oneDNN extension failed: {lines[0] if lines else result.returncode}")
-        os.replace(built, target)  # atomic: a concurrent process sees no half-written file
-    return target
-
-
-@functools.lru_cache(maxsize=None)
-def _native() -> _Native:
-    """Builds (first use), loads and registers the extension once per process."""
-    try:
-        if sys.platform != "linux" or platform_lib.machine() not in ("x86_64", "AMD64"):
-            raise _Unavailable(f"oneDNN wheels are x86-64 Linux only, this is {sys.platform}/{platform_lib.machine()}")
-        if not hasattr(jax, "ffi") or not hasattr(jax.ffi, "include_dir"):
-            raise _Unavailable(f"jax {jax.__version__} has no jax.ffi.include_dir (JAX's FFI headers)")
-        lib_dir, include_dir = _onednn_paths()
-        path = _build(_compiler(), lib_dir, include_dir)
-        try:
-            library = ctypes.CDLL(str(path))
-        except OSError as error:
-            raise _Unavailable(f"loading the oneDNN extension failed: {error}") from None
-    except _Unavailable as error:
-        return _Native(None, str(error))
-    _register(library)
-    return _Native(library, "")
-
-
-@functools.lru_cache(maxsize=None)
-def _register(library: ctypes.CDLL) -> None:
-    for target in _TARGETS.values():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
-
+from jaxcnn.ops._native import loader
 
 def available() -> bool:
     """Whether the oneDNN passes can run here (builds the extension on first call)."""
-    return _native().library is not None
+    return loader.native().library is not None
 
 
 def unavailable_reason() -> str:
     """One line saying why :func:`available` is ``False``; ``""`` when it is ``True``."""
-    return _native().reason
+    return loader.native().reason
 
 
 # ------------------------------------------------------------------ arguments
@@ -262,7 +131,7 @@ def _call(target, out_shape, config, *operands, **attributes):
     if 0 in out_shape or any(a.size == 0 for a in operands):
         return jnp.zeros(out_shape, jnp.float32)
     out = jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32)
-    return jax.ffi.ffi_call(_TARGETS[target], out)(*operands, **attributes, **_attributes(config))
+    return jax.ffi.ffi_call(loader.TARGETS[target], out)(*operands, **attributes, **_attributes(config))
 
 
 def _call_forward(x, w, b, config):

@@ -21,7 +21,9 @@ import pytest
 from hypothesis import given, settings
 
 from jaxcnn.ops import onednn
+from jaxcnn.ops._native import loader
 from jaxcnn.ops.conv import conv_config
+from jaxcnn.ops.padding import output_spatial
 from oracles import assert_close, conv_cases, run_fast
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -30,11 +32,17 @@ needs_onednn = pytest.mark.skipif(not onednn.available(),
                                   reason=f"oneDNN extension unavailable: {onednn.unavailable_reason()}")
 
 
-def _lax(x, w, options):
+def _lax(x, w, config):
+    spatial = "DHW"[3 - (w.ndim - 2):]
     return jax.lax.conv_general_dilated(
-        x, w, window_strides=options.stride, padding=options.pairs, rhs_dilation=options.dilation,
-        dimension_numbers=onednn._dims(w.ndim - 2), feature_group_count=options.groups,
+        x, w, window_strides=config.stride, padding=config.pairs, rhs_dilation=config.dilation,
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"), feature_group_count=config.groups,
     )
+
+
+def _out_shape(x_shape, w_shape, config):
+    out = output_spatial(x_shape[1:-1], w_shape[:-2], config.pairs, config.stride, config.dilation)
+    return (x_shape[0], *out, w_shape[-1])
 
 
 def _reference(x, w, b, dy, config):
@@ -83,7 +91,7 @@ def test_forward_and_hand_rule_equal_lax_float32(case):
     x_shape, w_shape, options, seed = case
     x, w, b = _case_arrays(x_shape, w_shape, seed)
     config = conv_config(x_shape, w_shape, **options)
-    y_shape = onednn._out_shape(x_shape, w_shape, config)
+    y_shape = _out_shape(x_shape, w_shape, config)
     dy = jnp.asarray(np.random.default_rng(seed + 1).normal(size=y_shape), jnp.float32)
     y, (dx, dw, db) = run_fast(lambda *a: _value_and_vjp(lambda *a: onednn.conv_onednn(*a, **options), a[:3], a[3]),
                                x, w, b, dy)
@@ -109,7 +117,7 @@ def test_the_passes_run_on_onednn_under_jit():
 
     grad = jax.grad(loss, argnums=(0, 1, 2))
     text = jax.jit(grad).lower(x, w, b).as_text()
-    for target in onednn._TARGETS.values():
+    for target in loader.TARGETS.values():
         assert f"custom_call @{target}(" in text, target
     for jitted, eager in zip(jax.jit(grad)(x, w, b), grad(x, w, b)):
         np.testing.assert_array_equal(jitted, eager)
@@ -187,7 +195,7 @@ def test_vmap_of_the_passes_with_batched_kernels():
     """x̄ and w̄ under vmap with batched kernels and cotangents (the group-folding rules)."""
     xs, ws, _ = _vmap_arrays(5)
     config = conv_config(xs.shape[1:], ws.shape[1:], **VMAP_OPTIONS)
-    dys = jnp.asarray(np.random.default_rng(6).normal(size=(3, *onednn._out_shape(xs.shape[1:], ws.shape[1:],
+    dys = jnp.asarray(np.random.default_rng(6).normal(size=(3, *_out_shape(xs.shape[1:], ws.shape[1:],
                                                                                      config))), jnp.float32)
 
     def lax_input_gradient(dy, x, w):
@@ -236,7 +244,7 @@ def test_float64_falls_back_to_lax_with_the_same_hand_rule(x64, case):
     x_shape, w_shape, options, seed = case
     rng = np.random.default_rng(seed)
     x, w, b = (jnp.asarray(rng.normal(size=s), jnp.float64) for s in (x_shape, w_shape, w_shape[-1:]))
-    dy = jnp.asarray(rng.normal(size=onednn._out_shape(x_shape, w_shape, conv_config(x_shape, w_shape, **options))),
+    dy = jnp.asarray(rng.normal(size=_out_shape(x_shape, w_shape, conv_config(x_shape, w_shape, **options))),
                      jnp.float64)
 
     def both(x, w, b, dy):
@@ -282,9 +290,9 @@ def test_bad_dtypes_and_options_name_what_is_wrong():
 @pytest.fixture
 def fresh_loader():
     """Forget the loaded extension before and after the test (the next use loads it again)."""
-    onednn._native.cache_clear()
+    loader.native.cache_clear()
     yield
-    onednn._native.cache_clear()
+    loader.native.cache_clear()
 
 
 def _missing_package(name):
@@ -298,12 +306,12 @@ def test_without_compiler_or_onednn_it_is_unavailable_and_falls_back(fresh_loade
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     if hide != "onednn":  # the checks past oneDNN's wheels run whether they are installed or not
-        monkeypatch.setattr(onednn, "_onednn_paths", lambda: (tmp_path / "lib", tmp_path / "include"))
+        monkeypatch.setattr(loader, "onednn_paths", lambda: (tmp_path / "lib", tmp_path / "include"))
     if hide == "compiler":
         monkeypatch.setenv("CXX", "no-such-compiler-g++")
         expected = "no C++ compiler to build the oneDNN extension ('no-such-compiler-g++' not found)"
     elif hide == "onednn":
-        monkeypatch.setattr(onednn.metadata, "distribution", _missing_package)
+        monkeypatch.setattr(loader.metadata, "distribution", _missing_package)
         expected = "oneDNN is not installed (pip package onednn-cpu-gomp missing)"
     else:
         cache.write_text("a file where the cache directory would be")

@@ -63,6 +63,10 @@ from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops._native import loader
 
+
+# ------------------------------------------------------------------ availability
+
+
 def available() -> bool:
     """Whether the oneDNN passes can run here (builds the extension on first call)."""
     return loader.native().library is not None

@@ -391,3 +391,17 @@ def conv_onednn(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1
     if b is not None and tuple(jnp.shape(b)) != (jnp.shape(w)[-1],):
         raise ValueError(f"b must have shape ({jnp.shape(w)[-1]},) (out_channels), got {jnp.shape(b)}")
     return _hand_rule_conv(x, w, b, config=config)
+
+
+def input_grad(dy, x_shape, w, config):
+    """:func:`input_gradient` in the convolution registry's form (``x`` given by its shape)."""
+    if not _use_onednn(dy, w):
+        return _lax_input_gradient(dy, jnp.zeros(x_shape, dy.dtype), w, config)
+    return _backward_data_pass(dy, w, x_shape=tuple(x_shape), config=config)
+
+
+def kernel_grad(dy, x, w_shape, config):
+    """:func:`weight_gradient` in the convolution registry's form (``w`` given by its shape)."""
+    if not _use_onednn(dy, x):
+        return _lax_weight_gradient(dy, x, jnp.zeros(w_shape, x.dtype), config)
+    return _backward_weights_pass(dy, x, w_shape=tuple(w_shape), config=config)

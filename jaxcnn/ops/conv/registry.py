@@ -24,6 +24,7 @@ from typing import Callable, Tuple
 import jax.numpy as jnp
 
 from jaxcnn.ops import fft as fft_lib
+from jaxcnn.ops import onednn as onednn_lib
 from jaxcnn.ops import winograd as winograd_lib
 from jaxcnn.ops.conv import explicit as explicit_lib
 from jaxcnn.ops.conv import lax as lax_lib
@@ -102,6 +103,9 @@ REGISTRY = types.MappingProxyType({
                      winograd_lib.winograd_kernel_grad, dtypes=("floating", "complexfloating"),
                      unsupported=winograd_lib.unsupported, accepts=winograd_lib.ACCEPTS),
     "hybrid": hybrid_impl(),
+    # oneDNN's three primitives on the CPU in float32 (float64 and other platforms: lax's passes)
+    "onednn": Impl("onednn", onednn_lib.forward, onednn_lib.input_grad, onednn_lib.kernel_grad,
+                   dtypes=("float32", "float64")),
 })
 
 

@@ -31,6 +31,7 @@ from jaxcnn.ops.conv import (
     use_policy,
     winograd_rule,
 )
+from hypothesis_profiles import examples
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, vjp
 
 # "auto" has its own tests below (it resolves to one of these at trace time).
@@ -581,7 +582,7 @@ def _auto_and_lax_gradients(x, w, b, dy, options):
 
 
 @given(conv_cases())
-@settings(max_examples=20)
+@examples(20)
 @pytest.mark.slow
 def test_auto_equals_lax_float32(case):
     """``impl="auto"`` equals lax on random configs (strides, dilation, groups, padding, 1-3-D)."""
@@ -612,7 +613,7 @@ def winograd_row_cases(draw):
 
 
 @given(winograd_row_cases())
-@settings(max_examples=15)
+@examples(15)
 @pytest.mark.slow
 def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
     """With the row switched on, ``auto`` sends these convs' hand rule to Winograd (unless the hybrid row takes
@@ -681,7 +682,7 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
 
 
 @given(conv_cases())
-@settings(max_examples=25)
+@examples(25)
 @pytest.mark.slow
 def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, case):
     """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient, and the

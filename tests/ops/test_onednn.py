@@ -24,6 +24,7 @@ from jaxcnn.ops import onednn
 from jaxcnn.ops._native import loader
 from jaxcnn.ops.conv import conv_config
 from jaxcnn.ops.padding import output_spatial
+from hypothesis_profiles import examples
 from oracles import assert_close, conv_cases, run_fast
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -85,7 +86,7 @@ def _case_arrays(x_shape, w_shape, seed):
 
 
 @needs_onednn
-@settings(max_examples=12)
+@examples(12)
 @given(conv_cases())
 def test_forward_and_hand_rule_equal_lax_float32(case):
     x_shape, w_shape, options, seed = case
@@ -238,7 +239,7 @@ def test_grad_of_grad_runs_the_passes_again():
 
 
 @given(conv_cases())
-@settings(max_examples=5)
+@examples(5)
 def test_float64_falls_back_to_lax_with_the_same_hand_rule(x64, case):
     """float64 runs on lax (no custom call) and equals jax.grad of lax to 1e-10."""
     x_shape, w_shape, options, seed = case

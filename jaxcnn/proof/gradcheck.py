@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import init_with_state
+from jaxcnn.nn.protocol import layer_at, path_name
 from jaxcnn.proof import gradients
 
 
@@ -42,7 +42,7 @@ def _differences(reference, other):
 CHUNK = 256  # examples per compiled gradient call in compare_modes: memory stays that of one chunk
 
 
-def mode_gradients(model, params, x, labels, *, state=None, key=None, chunk=None, progress=None) -> dict:
+def mode_gradients(model, params, x, labels, *, state=(), key=None, chunk=None, progress=None) -> dict:
     """``{mode: grads}`` for every mode of ``gradients.MODES``, each under ``jit``.
 
     With ``state`` or ``key`` the model runs in training mode (batch statistics, dropout with ``key``).
@@ -89,21 +89,6 @@ def mode_gradients(model, params, x, labels, *, state=None, key=None, chunk=None
 DTYPES = ("float32", "float64")
 
 
-def _path_name(path) -> str:
-    return "/".join(str(getattr(entry, "key", getattr(entry, "idx", entry))) for entry in path)
-
-
-def _layer_name(model, path) -> str:
-    """The name of the innermost layer of ``model`` that ``path`` (into its params) reaches."""
-    layer = model
-    for entry in path:
-        index = getattr(entry, "idx", None)
-        if index is None or not layer.layers or index >= len(layer.layers):
-            break
-        layer = layer.layers[index]
-    return layer.name
-
-
 def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto", *, batch: int = 32,
                   seed: int = 0, dtype: str = "float32", chunk: int = CHUNK, progress=None) -> List[Row]:
     """Gradients of ``model_name`` on the first ``batch`` of ``images``/``labels``, compared.
@@ -130,12 +115,12 @@ def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     with jax.enable_x64(dtype == "float64"):
         model = models.get_model(model_name, impl=impl)
-        _, params, state = init_with_state(model, jax.random.key(seed), (-1, *images.shape[1:]))
+        _, params, state = model.init_with_state(jax.random.key(seed), (-1, *images.shape[1:]))
         params, state = jax.tree.map(lambda a: jnp.asarray(a, dtype), (params, state))
         key = jax.random.fold_in(jax.random.key(seed), 1) if "key" in model.needs else None
         x = jnp.asarray(images[:batch], dtype)
         grads = mode_gradients(model, params, x, jnp.asarray(labels[:batch]),
-                               state=state if "state" in model.needs else None, key=key, chunk=chunk,
+                               state=state, key=key, chunk=chunk,
                                progress=progress)
         rows = []
         leaves = jax.tree_util.tree_flatten_with_path(grads["autodiff"])[0]
@@ -144,7 +129,7 @@ def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto
             manual = _differences(reference, others["manual"][number])
             backprop = _differences(reference, others["backprop"][number])
             top = getattr(path[0], "idx", 0) if path else 0
-            rows.append(Row(top, _layer_name(model, path), _path_name(path[1:]), tuple(reference.shape),
+            rows.append(Row(top, layer_at(model, path), path_name(path[1:]), tuple(reference.shape),
                             *manual, *backprop))
     # within one layer (or sub-layer), the kernel ``w`` first, then the rest in name order
     return sorted(rows, key=lambda row: (row.layer, *_kernel_first(row.param)))

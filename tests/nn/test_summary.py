@@ -117,7 +117,7 @@ def test_resnet_summary_counts_and_total():
 
 
 def test_other_parameter_layers_use_the_sum_of_sizes():
-    scale = Layer(lambda key, shape: (shape, {"gamma": jnp.ones(shape[-1:]), "beta": jnp.zeros(shape[-1:])}),
+    scale = Layer(lambda key, shape: (shape, {"gamma": jnp.ones(shape[-1:]), "beta": jnp.zeros(shape[-1:])}, ()),
                   None, None, None, "Scale")
     (row,) = layer_rows(scale, (5, 3))
     assert (row.name, row.output_shape, row.params, row.formula) == ("Scale", (5, 3), 6, "3+3")

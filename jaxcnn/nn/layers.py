@@ -26,7 +26,7 @@ from jaxcnn.nn.combinators import FanInConcat, FanInSum, FanOut, Identity, paral
 from jaxcnn.nn.protocol import Layer, stateless_layer  # noqa: F401
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.nn.stateful import BatchNorm, Dropout  # noqa: F401
-from jaxcnn.ops.activations import elu, gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
+from jaxcnn.ops.activations import elu, gelu, leaky_relu, mish, relu, sigmoid, silu, softplus, tanh
 from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config, conv_forward
 from jaxcnn.ops.conv_transpose import IMPLS as TRANSPOSE_IMPLS
 from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward, transpose_config
@@ -293,6 +293,9 @@ def Softplus():
 def Silu():
     """``x · sigmoid(x)`` (swish); no parameters."""
     return op_layer(silu, "Silu")
+
+
+Mish = layer_from_op(mish)
 
 
 def GlobalAvgPool():

@@ -1,7 +1,7 @@
 """Elementwise activations and softmax, each activation's hand rule beside it.
 
 ReLU follows seed 004 (ReLU(x) = 0 for x ≤ 0, x for x > 0) and softmax seed 000; the others
-(tanh, sigmoid, leaky ReLU, ELU, GELU, softplus, SiLU) follow their PyTorch definitions. Every
+(tanh, sigmoid, leaky ReLU, ELU, GELU, softplus, SiLU, Mish) follow their PyTorch definitions. Every
 activation maps NaN to NaN, takes ``grad="autodiff"`` (JAX differentiates the forward) or
 ``grad="manual"`` (the public ``<op>_backward`` is the VJP): each is declared once with
 :func:`jaxcnn.ops.hand_rule.declare`,
@@ -337,6 +337,38 @@ def silu_backward(dy, x):
 @declare(_silu, silu_backward)
 def silu(x):
     """SiLU (swish) :math:`x\\, \\sigma(x)`, elementwise, any shape."""
+    return (_inexact(x),), {}
+
+
+# ------------------------------------------------------------------------ mish
+
+
+def _mish(x):
+    return x * jnp.tanh(_softplus(x))
+
+
+def mish_backward(dy, x):
+    """Hand rule of :func:`mish` (the product rule, then the chain through softplus).
+
+    With :math:`s = \\mathrm{softplus}(x)`, :math:`s' = \\sigma(x)` and
+    :math:`1 - \\tanh^2 s = 4 \\sigma(2s)\\, \\sigma(-2s)` (as in :func:`tanh_backward`):
+
+    .. math::
+       \\bar{x} = \\bar{y} \\left(\\tanh s + x\\, \\sigma(x)\\, 4 \\sigma(2s)\\, \\sigma(-2s)\\right)
+
+    Args:
+      dy, x: arrays of the same shape.
+
+    Returns:
+      ``dx`` shaped like ``x``.
+    """
+    s = _softplus(x)
+    return dy * (jnp.tanh(s) + x * _sigmoid(x) * (4 * (_sigmoid(2 * s) * _sigmoid(-2 * s))))
+
+
+@declare(_mish, mish_backward)
+def mish(x):
+    """Mish :math:`x \\tanh(\\mathrm{softplus}(x))` (Misra 2019), elementwise, any shape."""
     return (_inexact(x),), {}
 
 

@@ -120,7 +120,7 @@ def _conv_transpose(draw):
 OPS = {
     "relu": _elementwise(), "tanh": _elementwise(), "sigmoid": _elementwise(),
     "leaky_relu": _elementwise(negative_slope=0.2), "elu": _elementwise(alpha=0.7),
-    "gelu": _elementwise(approximate=False), "softplus": _elementwise(), "silu": _elementwise(),
+    "gelu": _elementwise(approximate=False), "softplus": _elementwise(), "silu": _elementwise(), "mish": _elementwise(),
     "dense": _dense, "dropout": _dropout,
     "softmax_cross_entropy": _classification, "softmax_binary_cross_entropy": _classification,
     "mean_squared_error": _regression,
@@ -155,7 +155,7 @@ LAYERS = {
     "Relu": _after_dense(L.Relu()), "Tanh": _after_dense(L.Tanh()), "Sigmoid": _after_dense(L.Sigmoid()),
     "LeakyRelu": _after_dense(L.LeakyRelu(0.2)), "Elu": _after_dense(L.Elu(0.7)),
     "Gelu": _after_dense(L.Gelu(approximate=True)), "Softplus": _after_dense(L.Softplus()),
-    "Silu": _after_dense(L.Silu()),
+    "Silu": _after_dense(L.Silu()), "Mish": _after_dense(L.Mish()),
     "MaxPool": _after_conv(L.MaxPool(2, padding="SAME")), "AvgPool": _after_conv(L.AvgPool(2, stride=1)),
     "GlobalAvgPool": lambda: (L.serial(L.Conv(4, 1), L.GlobalAvgPool(), L.Dense(3)), (4, 3, 2)),
     "LayerNorm": _after_conv(L.LayerNorm()), "GroupNorm": _after_conv(L.GroupNorm(2)),

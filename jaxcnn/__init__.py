@@ -85,7 +85,7 @@ _MOVED = {
     "fft": "jaxcnn.ops.fft", "losses": "jaxcnn.ops.losses", "manual": "jaxcnn.ops.hand_rule",
     "padding": "jaxcnn.ops.padding", "patches": "jaxcnn.ops.patches", "pool": "jaxcnn.ops.pool",
     "layers": "jaxcnn.nn.layers", "models": "jaxcnn.nn.models", "summary": "jaxcnn.nn.summary",
-    "gradients": "jaxcnn.proof.gradients", "gradcheck": "jaxcnn.proof.gradcheck",
+    "gradients": "jaxcnn.proof.gradients", "gradcheck": "jaxcnn.proof.mode_comparison",
     "augment": "jaxcnn.training.augment", "bench": "jaxcnn.training.bench",
     "checkpoint": "jaxcnn.training.checkpoint", "data": "jaxcnn.training.data",
     "optim": "jaxcnn.training.optim", "parallel": "jaxcnn.training.parallel",

@@ -50,12 +50,35 @@ def _normal_init(key, shape, fan_in: int, fan_out: int, scheme: str, dtype=jnp.f
     return std * jax.random.normal(key, shape, dtype)
 
 
+BATCH_PLACEHOLDERS = (-1, None)
+
+
+def check_input_shape(input_shape, layer: str) -> tuple:
+    """``input_shape`` as a tuple whose first entry is a batch placeholder (``-1`` or ``None``).
+
+    A shape without one, e.g. ``(28, 28, 1)``, would be read as a batch of 28 one-dimensional
+    inputs; the error says to write ``(-1, 28, 28, 1)``.
+    """
+    input_shape = tuple(input_shape)
+    if not input_shape or input_shape[0] not in BATCH_PLACEHOLDERS:
+        raise ValueError(
+            f"{layer} expects input_shape (batch, *spatial, channels) starting with the batch placeholder -1 "
+            f"(or None), e.g. (-1, 28, 28, 1) for 28×28 images with 1 channel; got {input_shape}")
+    return input_shape
+
+
 def _check_rank(input_shape, ranks, layer: str):
+    input_shape = check_input_shape(input_shape, layer)
     if len(input_shape) not in ranks:
         raise ValueError(
             f"{layer} expects input_shape with {sorted(ranks)} dims (batch, ..., channels), "
             f"got {tuple(input_shape)}"
         )
+    if len(input_shape) >= 3 and input_shape[1] in (1, 3) and min(input_shape[2:]) >= 8:
+        raise ValueError(
+            f"{layer} got input_shape {input_shape}, which looks channels-first ({input_shape[1]} channels before "
+            f"{'×'.join(map(str, input_shape[2:]))}): jaxcnn is channels-last, (batch, *spatial, channels), "
+            f"e.g. {(-1, *input_shape[2:], input_shape[1])}")
 
 
 def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto", init="he",
@@ -310,6 +333,7 @@ def GlobalAvgPool():
 
 def _norm_layer(name, op, **options):
     def init_fun(key, input_shape):
+        input_shape = check_input_shape(input_shape, name)
         if len(input_shape) < 2:
             raise ValueError(f"{name} expects input_shape (batch, ..., channels), got {tuple(input_shape)}")
         channels = input_shape[-1]

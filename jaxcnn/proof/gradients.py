@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.nn.protocol import check_structure
-from jaxcnn.ops.hand_rule import Op
+from jaxcnn.ops.hand_rule import GRAD_MODES, Op
 from jaxcnn.ops.losses import softmax_cross_entropy
 
-MODES = ("autodiff", "manual", "backprop")
+MODES = (*GRAD_MODES, "backprop")  # the ops' two modes, and the explicit sweep
 
 
 def _check(mode, loss, model, state, key):

@@ -17,7 +17,8 @@ MODES = ("autodiff", "manual", "backprop")
 
 
 def every_layer_net(rank, impl):
-    """Uses every layer type: Conv (strided, padded, dilated, grouped), both pools, ReLU, Flatten, Dense."""
+    """Conv (strided, padded, dilated, grouped), both pools, ReLU, Flatten, Dense in one net; every layer
+    on its own is a row of the proof registry (tests/proof/registry.py)."""
     return L.serial(
         L.Conv(4, 3, padding="SAME", impl=impl), L.Relu(),
         L.MaxPool(2, padding="SAME"),

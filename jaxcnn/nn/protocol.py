@@ -52,8 +52,13 @@ class Layer(NamedTuple):
         return output_shape, params
 
     def apply(self, params, x, *, grad="autodiff"):
-        """``y``, the model in evaluation mode (dropout off), for a model that keeps no state."""
+        """``y``, the model in evaluation mode (dropout off), for a model that keeps no state.
+
+        ``params`` are checked against the model (:func:`check_structure`, at trace time).
+        """
         _refuse_state(self)
+        if hasattr(x, "shape"):
+            check_structure(self, params, (), x.shape)
         return self.apply_with_state(params, (), x, grad=grad)[0]
 
     def forward(self, params, x):

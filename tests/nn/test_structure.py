@@ -28,7 +28,9 @@ RESNET = models.resnet(blocks_per_stage=1, channels=(2, 2, 2))
 # (name, call, error type, substrings of the message)
 BAD_INPUTS = [
     ("too few params", lambda: CLASSIC.apply(_params(CLASSIC)[:-1], X), ValueError,
-     ["serial of 9 layers", "Dense10", "expects params with one entry per layer, got 8 entries", "init_with_state"]),
+     ["params do not fit model serial", "have 8 arrays, these have 6", "Dense10", "init_with_state"]),
+    ("too few params, in the explicit sweep", lambda: CLASSIC.forward_with_state(_params(CLASSIC)[:-1], (), X),
+     ValueError, ["serial of 9 layers", "Dense10", "expects params with one entry per layer, got 8 entries"]),
     ("too few params in loss_and_grad", lambda: loss_and_grad(CLASSIC, _params(CLASSIC)[:-1], X, LABELS), ValueError,
      ["params do not fit model serial", "have 8 arrays, these have 6", "layer Dense10 expects an entry 8/b"]),
     ("another model's params", lambda: loss_and_grad(CLASSIC, _params(models.lecture_net()), X, LABELS), ValueError,

@@ -31,6 +31,7 @@ from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config, conv_forwar
 from jaxcnn.ops.conv_transpose import IMPLS as TRANSPOSE_IMPLS
 from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward, transpose_config
 from jaxcnn.ops.dense import dense
+from jaxcnn.ops.hand_rule import Op
 from jaxcnn.ops.norms import group_norm, layer_norm
 from jaxcnn.ops.pool import avg_pool, global_avg_pool, max_pool
 
@@ -140,6 +141,12 @@ def Dense(out_features, *, init="he"):
     return op_layer(dense, f"Dense{out_features}", init_fun, ("w", "b"))
 
 
+def _check_op(op):
+    if not isinstance(op, Op):
+        raise TypeError(f"op must be a jaxcnn op with its hand rule (jaxcnn.ops.hand_rule.hand_rule(forward, "
+                        f"backward) or declare), got {type(op).__name__} {op!r}")
+
+
 def op_layer(op, name: str, init=None, params=(), args=(), **config) -> Layer:
     """The layer of a declared op (:func:`jaxcnn.ops.hand_rule.declare`): ``y = op(x, *params, **config)``.
 
@@ -155,6 +162,7 @@ def op_layer(op, name: str, init=None, params=(), args=(), **config) -> Layer:
       args, config: the op's static configuration, by position after the arrays and by name
         (``negative_slope=0.2``, ``window=2``, ...).
     """
+    _check_op(op)
     names = tuple(params)
     init = (lambda key, input_shape: (tuple(input_shape), ())) if init is None else init
 
@@ -190,6 +198,7 @@ def layer_from_op(op, *, name=None, init=None, params=()):
     Returns:
       ``make(*config_args, **config) -> Layer``.
     """
+    _check_op(op)
     label = name or "".join(part.capitalize() for part in op.name.strip("_").split("_"))
 
     def make(*args, **config):

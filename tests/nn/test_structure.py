@@ -50,6 +50,8 @@ BAD_INPUTS = [
         jax.random.key(0), (28, 28)), ValueError, ["Dense", "batch placeholder"]),
     ("channels-first input shape", lambda: CLASSIC.init(jax.random.key(0), (-1, 1, 28, 28)), ValueError,
      ["looks channels-first", "channels-last", "(-1, 28, 28, 1)"]),
+    ("a layer from a function without a hand rule", lambda: L.layer_from_op(jnp.sin), TypeError,
+     ["op must be a jaxcnn op with its hand rule", "hand_rule(forward, backward)"]),
     ("jvp under the hand rules", lambda: jax.jvp(lambda v: relu(v, grad="manual"), (X,), (X,)), ForwardModeError,
      ["relu", "reverse mode only", "grad='autodiff'"]),
     ("jacfwd of a model under the hand rules", lambda: jax.jacfwd(

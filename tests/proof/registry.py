@@ -6,19 +6,27 @@
 exported op or layer has none (:func:`uncovered`).
 """
 
+import importlib
 import inspect
+import pkgutil
 
 import jax
 import numpy as np
 from hypothesis import strategies as st
 
-from jaxcnn.nn import combinators, layers as L, stateful
-from jaxcnn.ops import activations, conv as conv_lib, conv_transpose as transpose_lib, dense as dense_lib
-from jaxcnn.ops import dropout as dropout_lib, losses, norms, pool
+import jaxcnn.nn
+import jaxcnn.ops
+from jaxcnn.nn import layers as L
 from jaxcnn.ops.hand_rule import Op
 
-OP_MODULES = (activations, dense_lib, dropout_lib, losses, norms, pool, conv_lib, transpose_lib)
-LAYER_MODULES = (L, stateful, combinators)
+
+
+def _submodules(package):
+    return tuple(importlib.import_module(f"{package.__name__}.{info.name}") for info in pkgutil.iter_modules(package.__path__))
+
+
+OP_MODULES = _submodules(jaxcnn.ops)  # every module of the ops floor: a new op file is seen at once
+LAYER_MODULES = _submodules(jaxcnn.nn)
 COMBINATORS = ("serial", "parallel", "residual")
 
 

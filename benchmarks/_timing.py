@@ -95,7 +95,7 @@ def compiled_train_step(model, params, x, labels, *, mode: str, learning_rate: f
     state = tx.init(params)
 
     def step(params, state, x, labels):
-        loss, grads = loss_and_grad(model, params, x, labels, mode=mode)
+        loss, grads, _ = loss_and_grad(model, params, x, labels, mode=mode)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 

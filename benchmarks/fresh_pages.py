@@ -31,10 +31,9 @@ import jaxcnn
 jaxcnn.configure_process(interrupt=False)  # the allocator setting, before jax is imported
 import jax, jax.numpy as jnp
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import init_with_state
 name, steps = sys.argv[1], int(sys.argv[2])
 model = models.get_model(name)
-_, params, state = init_with_state(model, jax.random.PRNGKey(0), (-1, 28, 28, 1))
+_, params, state = model.init_with_state(jax.random.PRNGKey(0), (-1, 28, 28, 1))
 batch = 125 if name == "resnet" else 128
 x = jax.random.normal(jax.random.PRNGKey(1), (batch, 28, 28, 1))
 y = jnp.arange(batch) % 10

@@ -119,7 +119,7 @@ def whole_steps(grads, batch, rng):
     x = jnp.asarray(rng.random((batch, 28, 28, 1), dtype=np.float32))
     labels = jnp.asarray(rng.integers(0, 10, batch))
     model = models.classic_net()
-    _, params = model.init(jax.random.key(0), x.shape)
+    _, params = model.init(jax.random.key(0), (-1, *x.shape[1:]))
     candidates = {}
     for grad in grads:
         step = jax.jit(lambda p, x, y, grad=grad: loss_and_grad(model, p, x, y, mode=grad))

@@ -36,7 +36,6 @@ import numpy as np
 import optax
 
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import apply_with_state, init_with_state
 import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.proof import gradients
 from jaxcnn.training import steps
@@ -52,9 +51,9 @@ def second_forward():
     """The step as before: ``loss_grad_and_logits``'s logits replaced by a second ``apply`` in training mode."""
     original = gradients.loss_grad_and_logits
 
-    def separate(model, params, x, labels, *, mode, state=None, key=None, **kwargs):
+    def separate(model, params, x, labels, *, mode, state=(), key=None, **kwargs):
         value, grads, new_state, _ = original(model, params, x, labels, mode=mode, state=state, key=key, **kwargs)
-        logits, _ = apply_with_state(model, params, () if state is None else state, x, key=key, train=True)
+        logits, _ = model.apply_with_state(params, state, x, key=key, train=True)
         return value, grads, new_state, logits
 
     gradients.loss_grad_and_logits = separate
@@ -70,7 +69,7 @@ def chunk_candidate(spec: str, images, labels, twice: bool, batch: int):
         raise SystemExit(f"LOOP must be rolled or unrolled, got {loop!r} in {spec!r}")
     before = impl == "auto-before"
     model, tx = models.resnet(impl="auto" if before else impl), optax.adamw(1e-3)
-    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 28, 28, 1))
     opt_state = tx.init(params)
     key, index = jax.random.key(3), jnp.int32(0)
     with second_forward() if twice else contextlib.nullcontext(), \
@@ -105,7 +104,7 @@ def eval_candidate(spec: str, images, labels):
     test = steps.batch_for_eval(images, labels, int(batch))
     before = impl == "auto-unchunked"
     model = models.get_model(name, impl="auto" if before else impl)
-    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 28, 28, 1))
     evaluate = steps.make_evaluate(model)
     extra = [state] if state != () else []
     start = time.perf_counter()

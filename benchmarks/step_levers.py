@@ -53,7 +53,6 @@ from jax.flatten_util import ravel_pytree
 
 from jaxcnn.nn import models
 from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
-from jaxcnn.nn.protocol import init_with_state
 import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.ops import patches
 from jaxcnn.proof.gradients import MODES
@@ -79,14 +78,15 @@ def flattened(model, params):
     """``model`` taking its params as one flat vector, and that vector: the leaves are slices of it."""
     flat, unravel = ravel_pytree(params)
 
-    def apply(p, x, *, grad="autodiff"):
-        return model.apply(unravel(p), x, grad=grad)
+    def init_with_state(key, input_shape):
+        output_shape, layer_params, state = model.init_with_state(key, input_shape)
+        return output_shape, ravel_pytree(layer_params)[0], state
 
     def apply_with_state(p, state, x, *, key=None, train=False, grad="autodiff"):
         return model.apply_with_state(unravel(p), state, x, key=key, train=train, grad=grad)
 
-    return model._replace(apply=apply, layers=(), name=f"flat {model.name}",
-                          apply_with_state=None if model.apply_with_state is None else apply_with_state), flat
+    return model._replace(init_with_state=init_with_state, apply_with_state=apply_with_state, layers=(),
+                          name=f"flat {model.name}"), flat
 
 
 def winograd_row(on):
@@ -168,7 +168,7 @@ def partial_lowering_in_explicit(on, *, rule=True):
 
 def candidate(name, grad, variant, images, labels, args):
     model = without_bias_relu(name) if variant == "no-bias-relu" else models.get_model(name)
-    _, params, state = init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 28, 28, 1))
     tx = optax.adam(1e-3)
     if variant == "flat-opt":
         tx = optax.flatten(tx)
@@ -176,7 +176,7 @@ def candidate(name, grad, variant, images, labels, args):
         model, params = flattened(model, params)
     opt_state = tx.init(params)
     key, index = jax.random.key(3), jnp.int32(0)
-    extra = (state,) if state != () else ()
+    extra = (state,)
     start = time.perf_counter()
     with winograd_row(variant == "winograd"), partial_lowering_in_explicit(
             variant.startswith("partial-lowering"), rule=variant == "partial-lowering"):

@@ -247,7 +247,7 @@ def jit_step_candidate(name, params, model_state, data, mode="autodiff"):
         step = jax.jit(step, donate_argnums=(0, 1, 2))
     else:
         def step(params, opt_state, x, y):
-            loss, grads = jaxcnn.loss_and_grad(model, params, x, y, mode=mode)
+            loss, grads, _ = jaxcnn.loss_and_grad(model, params, x, y, mode=mode)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 

@@ -62,7 +62,7 @@ def make_epoch(model, tx, mode, batch_size):
 
     def step(carry, x):
         params, opt_state = carry
-        loss, grads = loss_and_grad(model, params, x, x, mode=mode, loss=mean_squared_error)
+        loss, grads, _ = loss_and_grad(model, params, x, x, mode=mode, loss=mean_squared_error)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 

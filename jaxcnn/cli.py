@@ -298,17 +298,17 @@ def _grads_progress(batch: int, chunk: int, every: float = 2.0):
 
 
 def _check_grads(args) -> int:
-    from jaxcnn.proof import gradcheck  # pylint: disable=import-outside-toplevel
+    from jaxcnn.proof import mode_comparison  # pylint: disable=import-outside-toplevel
 
     interrupt.phase("check-grads")
     try:
         images, labels = data.load(data.SAMPLE_NAME, "test")
-        rows = gradcheck.compare_modes(images, labels, args.model, args.impl, batch=args.batch, seed=args.seed,
-                                       dtype=args.dtype, chunk=gradcheck.CHUNK,
-                                       progress=_grads_progress(args.batch, gradcheck.CHUNK))
+        rows = mode_comparison.compare_modes(images, labels, args.model, args.impl, batch=args.batch, seed=args.seed,
+                                       dtype=args.dtype, chunk=mode_comparison.CHUNK,
+                                       progress=_grads_progress(args.batch, mode_comparison.CHUNK))
     except ValueError as error:
         raise CliError(error) from error
-    print(gradcheck.format_rows(rows))
+    print(mode_comparison.format_rows(rows))
     worst = max(max(row.rel_manual, row.rel_backprop) for row in rows)
     tolerance = CHECK_GRADS_TOLERANCES[args.dtype]
     verdict = "ok" if worst <= tolerance else "FAILED"

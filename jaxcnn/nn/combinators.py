@@ -8,7 +8,7 @@ several values are summed (``FanInSum``), each receives the output's cotangent u
 they are concatenated (``FanInConcat``), each receives its slice of it.
 
 Params (and state) of a combinator are lists with one entry per sub-layer (``()`` for layers
-without parameters). A combinator needs state or a key when any of its sub-layers does; the
+without parameters); the state of a combinator none of whose layers keeps state is ``()``. A combinator needs state or a key when any of its sub-layers does; the
 key of sub-layer ``i`` is ``fold_in(key, i)``.
 """
 
@@ -19,9 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.nn.protocol import (
-    Layer, apply_with_state, forward_with_state, init_with_state, needs_of, sub_key,
-)
+from jaxcnn.nn.protocol import Layer, needs_of, stateless_layer, sub_key
 
 
 def _check_layers(name, layers):
@@ -29,23 +27,37 @@ def _check_layers(name, layers):
         raise TypeError(f"{name} expects one or more Layer values, got {layers!r}")
 
 
-def _states(state, count: int):
-    """The sub-layers' states; ``()`` stands for "no state" in every sub-layer."""
-    if isinstance(state, tuple) and not state:
+def _describe(layers) -> str:
+    return ", ".join(layer.name for layer in layers)
+
+
+def _entries(what: str, value, layers, name: str):
+    """``value`` (params or state) as one entry per sub-layer, or a ``ValueError`` naming the layers.
+
+    ``()`` stands for "no state" in every sub-layer, accepted for a state only when no sub-layer keeps one.
+    """
+    count = len(layers)
+    if what == "state" and isinstance(value, tuple) and not value:
+        keeping = [layer.name for layer in layers if "state" in layer.needs]
+        if keeping:
+            raise ValueError(f"{name} got no state, but its layer {keeping[0]} keeps state: pass the state "
+                             "from model.init_with_state(key, input_shape)")
         return [()] * count
-    if not isinstance(state, (list, tuple)) or len(state) != count:
-        raise ValueError(f"state must hold one entry per sub-layer ({count}), got {type(state).__name__} "
-                         f"of length {len(state) if isinstance(state, (list, tuple)) else '-'}: use the state "
-                         "from jaxcnn.layers.init_with_state(model, key, input_shape)")
-    return state
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        got = f"{len(value)} entries" if isinstance(value, (list, tuple)) else type(value).__name__
+        raise ValueError(f"{name} of {count} layers ({_describe(layers)}) expects {what} with one entry per "
+                         f"layer, got {got}: use the {what} from this model's init_with_state(key, input_shape)")
+    return value
 
 
-def _with_state(layers, name, sub_layers, init, run_ws, forward_ws, plain_init, apply, forward, backward):
-    """A combinator :class:`Layer`; the ``*_with_state`` functions only where a sub-layer needs them."""
-    needs = needs_of(layers)
-    if not needs:
-        return Layer(plain_init, apply, forward, backward, name, sub_layers)
-    return Layer(plain_init, apply, forward, backward, name, sub_layers, init, run_ws, forward_ws, needs)
+def _pack(states):
+    """The sub-layers' states, or ``()`` when none of them keeps any: a model without state has ``state = ()``."""
+    states = list(states)
+    return states if jax.tree_util.tree_leaves(states) else ()
+
+
+def _combinator(layers, name, init, apply, forward, backward, sub_layers=()):
+    return Layer(init, apply, forward, backward, name, sub_layers, needs_of(layers))
 
 
 def serial(*layers):
@@ -55,58 +67,41 @@ def serial(*layers):
     """
     _check_layers("serial", layers)
 
-    def init_fun(key, input_shape):
-        params = []
-        for layer, layer_key in zip(layers, jax.random.split(key, len(layers))):
-            input_shape, layer_params = layer.init(layer_key, input_shape)
-            params.append(layer_params)
-        return input_shape, params
-
-    def init_ws(key, input_shape):
+    def init(key, input_shape):
         params, states = [], []
         for layer, layer_key in zip(layers, jax.random.split(key, len(layers))):
-            input_shape, layer_params, layer_state = init_with_state(layer, layer_key, input_shape)
+            input_shape, layer_params, layer_state = layer.init_with_state(layer_key, input_shape)
             params.append(layer_params)
             states.append(layer_state)
-        return input_shape, params, states
+        return input_shape, params, _pack(states)
 
-    def apply_fun(params, x, *, grad="autodiff"):
-        for layer, layer_params in zip(layers, params):
-            x = layer.apply(layer_params, x, grad=grad)
-        return x
-
-    def apply_ws(params, state, x, *, key=None, train=False, grad="autodiff"):
+    def apply(params, state, x, *, key=None, train=False, grad="autodiff"):
+        params, state = _entries("params", params, layers, "serial"), _entries("state", state, layers, "serial")
         new_state = []
-        for i, (layer, layer_params, layer_state) in enumerate(zip(layers, params, _states(state, len(layers)))):
-            x, layer_state = apply_with_state(layer, layer_params, layer_state, x, key=sub_key(key, i),
-                                              train=train, grad=grad)
+        for i, (layer, layer_params, layer_state) in enumerate(zip(layers, params, state)):
+            x, layer_state = layer.apply_with_state(layer_params, layer_state, x, key=sub_key(key, i),
+                                                    train=train, grad=grad)
             new_state.append(layer_state)
-        return x, new_state
+        return x, _pack(new_state)
 
-    def forward_fun(params, x):
-        residuals = []
-        for layer, layer_params in zip(layers, params):
-            x, residual = layer.forward(layer_params, x)
-            residuals.append(residual)
-        return x, residuals
-
-    def forward_ws(params, state, x, *, key=None, train=False):
+    def forward(params, state, x, *, key=None, train=False):
+        params, state = _entries("params", params, layers, "serial"), _entries("state", state, layers, "serial")
         residuals, new_state = [], []
-        for i, (layer, layer_params, layer_state) in enumerate(zip(layers, params, _states(state, len(layers)))):
-            x, residual, layer_state = forward_with_state(layer, layer_params, layer_state, x,
-                                                          key=sub_key(key, i), train=train)
+        for i, (layer, layer_params, layer_state) in enumerate(zip(layers, params, state)):
+            x, residual, layer_state = layer.forward_with_state(layer_params, layer_state, x,
+                                                                key=sub_key(key, i), train=train)
             residuals.append(residual)
             new_state.append(layer_state)
-        return x, residuals, new_state
+        return x, residuals, _pack(new_state)
 
-    def backward_fun(params, residuals, dy):
+    def backward(params, residuals, dy):
+        params = _entries("params", params, layers, "serial")
         grads = [None] * len(layers)
         for i in reversed(range(len(layers))):
             grads[i], dy = layers[i].backward(params[i], residuals[i], dy)
         return grads, dy
 
-    return _with_state(layers, "serial", tuple(layers), init_ws, apply_ws, forward_ws,
-                       init_fun, apply_fun, forward_fun, backward_fun)
+    return _combinator(layers, "serial", init, apply, forward, backward, tuple(layers))
 
 
 def parallel(*layers):
@@ -116,57 +111,45 @@ def parallel(*layers):
     cotangent, ``dx_i = backward_i(dy_i)``.
     """
     _check_layers("parallel", layers)
+    name = "parallel(" + _describe(layers) + ")"
 
     def _check_inputs(xs):
         if not isinstance(xs, (tuple, list)) or len(xs) != len(layers):
             raise ValueError(f"parallel of {len(layers)} layers expects a tuple of {len(layers)} inputs, "
                              f"got {type(xs).__name__}{'' if not isinstance(xs, (tuple, list)) else len(xs)}")
 
-    def init_fun(key, input_shapes):
+    def init(key, input_shapes):
         _check_inputs(input_shapes)
-        out = [layer.init(k, shape) for layer, k, shape in zip(layers, jax.random.split(key, len(layers)), input_shapes)]
-        return tuple(shape for shape, _ in out), [params for _, params in out]
-
-    def init_ws(key, input_shapes):
-        _check_inputs(input_shapes)
-        out = [init_with_state(layer, k, shape)
+        out = [layer.init_with_state(k, shape)
                for layer, k, shape in zip(layers, jax.random.split(key, len(layers)), input_shapes)]
-        return tuple(o[0] for o in out), [o[1] for o in out], [o[2] for o in out]
+        return tuple(o[0] for o in out), [o[1] for o in out], _pack(o[2] for o in out)
 
-    def apply_fun(params, xs, *, grad="autodiff"):
+    def apply(params, state, xs, *, key=None, train=False, grad="autodiff"):
         _check_inputs(xs)
-        return tuple(layer.apply(p, x, grad=grad) for layer, p, x in zip(layers, params, xs))
+        params, state = _entries("params", params, layers, name), _entries("state", state, layers, name)
+        out = [layer.apply_with_state(p, s, x, key=sub_key(key, i), train=train, grad=grad)
+               for i, (layer, p, s, x) in enumerate(zip(layers, params, state, xs))]
+        return tuple(y for y, _ in out), _pack(s for _, s in out)
 
-    def apply_ws(params, state, xs, *, key=None, train=False, grad="autodiff"):
+    def forward(params, state, xs, *, key=None, train=False):
         _check_inputs(xs)
-        out = [apply_with_state(layer, p, s, x, key=sub_key(key, i), train=train, grad=grad)
-               for i, (layer, p, s, x) in enumerate(zip(layers, params, _states(state, len(layers)), xs))]
-        return tuple(y for y, _ in out), [s for _, s in out]
+        params, state = _entries("params", params, layers, name), _entries("state", state, layers, name)
+        out = [layer.forward_with_state(p, s, x, key=sub_key(key, i), train=train)
+               for i, (layer, p, s, x) in enumerate(zip(layers, params, state, xs))]
+        return tuple(o[0] for o in out), [o[1] for o in out], _pack(o[2] for o in out)
 
-    def forward_fun(params, xs):
-        _check_inputs(xs)
-        out = [layer.forward(p, x) for layer, p, x in zip(layers, params, xs)]
-        return tuple(y for y, _ in out), [r for _, r in out]
-
-    def forward_ws(params, state, xs, *, key=None, train=False):
-        _check_inputs(xs)
-        out = [forward_with_state(layer, p, s, x, key=sub_key(key, i), train=train)
-               for i, (layer, p, s, x) in enumerate(zip(layers, params, _states(state, len(layers)), xs))]
-        return tuple(o[0] for o in out), [o[1] for o in out], [o[2] for o in out]
-
-    def backward_fun(params, residuals, dys):
+    def backward(params, residuals, dys):
+        params = _entries("params", params, layers, name)
         out = [layer.backward(p, r, dy) for layer, p, r, dy in zip(layers, params, residuals, dys)]
         return [g for g, _ in out], tuple(dx for _, dx in out)
 
-    name = "parallel(" + ", ".join(layer.name for layer in layers) + ")"
-    return _with_state(layers, name, (), init_ws, apply_ws, forward_ws, init_fun, apply_fun, forward_fun,
-                       backward_fun)
+    return _combinator(layers, name, init, apply, forward, backward)
 
 
 def _plain(name, init_fun, apply_fun, backward_fun):
     """A parameter-free combinator whose residual is its input."""
-    return Layer(init_fun, lambda params, x, *, grad="autodiff": apply_fun(x),
-                 lambda params, x: (apply_fun(x), x), lambda params, x, dy: ((), backward_fun(x, dy)), name)
+    return stateless_layer(name, init_fun, lambda params, x, *, grad="autodiff": apply_fun(x),
+                           lambda params, x, dy: ((), backward_fun(x, dy)))
 
 
 def FanOut(num: int):

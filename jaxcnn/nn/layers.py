@@ -1,15 +1,13 @@
-"""Layers as quadruples of pure functions, composed with :func:`serial` (stax-style).
+"""Layers as pure functions, composed with :func:`serial` (stax-style).
 
-Every layer is a :class:`Layer` of four pure functions (see :mod:`jaxcnn.nn.protocol`):
+Every layer is a :class:`Layer` of the protocol of :mod:`jaxcnn.nn.protocol`
+(``init_with_state``, ``apply_with_state``, ``forward_with_state``, ``backward``,
+and the stateless face ``init``, ``apply``, ``forward`` derived from them). The
+layers here keep no state and are built from plain functions with
+:func:`jaxcnn.nn.protocol.stateless_layer`.
 
-- ``init(key, input_shape) -> (output_shape, params)``
-- ``apply(params, x, *, grad="autodiff") -> y``
-- ``forward(params, x) -> (y, residuals)``: the plain forward, caching what the
-  hand rule needs (the layer's input);
-- ``backward(params, residuals, dy) -> (dparams, dx)``: the hand-derived rule.
-
-``BatchNorm`` (running statistics) and ``Dropout`` (a key in training) add the
-``*_with_state`` variants of :mod:`jaxcnn.nn.protocol`; the combinators (``serial``,
+``BatchNorm`` (running statistics) and ``Dropout`` (a key in training) live in
+:mod:`jaxcnn.nn.stateful`; the combinators (``serial``,
 ``parallel``, ``FanOut``, ``FanInSum``, ``FanInConcat``, ``residual``) live in
 :mod:`jaxcnn.nn.combinators` and are re-exported here.
 
@@ -25,23 +23,17 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.nn.combinators import FanInConcat, FanInSum, FanOut, Identity, parallel, residual, serial  # noqa: F401
-from jaxcnn.nn.protocol import (  # noqa: F401
-    Layer, apply_with_state, forward_with_state, init_with_state, stateful_layer,
-)
+from jaxcnn.nn.protocol import Layer, stateless_layer  # noqa: F401
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.nn.stateful import BatchNorm, Dropout  # noqa: F401
-from jaxcnn.ops.activations import (
-    elu, elu_backward, gelu, gelu_backward, leaky_relu, leaky_relu_backward, relu, relu_backward, sigmoid,
-    sigmoid_backward, silu, silu_backward, softplus, softplus_backward, tanh, tanh_backward,
-)
+from jaxcnn.ops.activations import elu, gelu, leaky_relu, mish, relu, sigmoid, silu, softplus, tanh
 from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config, conv_forward
 from jaxcnn.ops.conv_transpose import IMPLS as TRANSPOSE_IMPLS
 from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward, transpose_config
-from jaxcnn.ops.dense import dense, dense_backward
-from jaxcnn.ops.norms import group_norm, group_norm_backward, layer_norm, layer_norm_backward
-from jaxcnn.ops.pool import (
-    avg_pool, avg_pool_backward, global_avg_pool, global_avg_pool_backward, max_pool, max_pool_backward,
-)
+from jaxcnn.ops.dense import dense
+from jaxcnn.ops.hand_rule import Op
+from jaxcnn.ops.norms import group_norm, layer_norm
+from jaxcnn.ops.pool import avg_pool, global_avg_pool, max_pool
 
 INITS = ("he", "glorot")
 
@@ -59,12 +51,35 @@ def _normal_init(key, shape, fan_in: int, fan_out: int, scheme: str, dtype=jnp.f
     return std * jax.random.normal(key, shape, dtype)
 
 
+BATCH_PLACEHOLDERS = (-1, None)
+
+
+def check_input_shape(input_shape, layer: str) -> tuple:
+    """``input_shape`` as a tuple whose first entry is a batch placeholder (``-1`` or ``None``).
+
+    A shape without one, e.g. ``(28, 28, 1)``, would be read as a batch of 28 one-dimensional
+    inputs; the error says to write ``(-1, 28, 28, 1)``.
+    """
+    input_shape = tuple(input_shape)
+    if not input_shape or input_shape[0] not in BATCH_PLACEHOLDERS:
+        raise ValueError(
+            f"{layer} expects input_shape (batch, *spatial, channels) starting with the batch placeholder -1 "
+            f"(or None), e.g. (-1, 28, 28, 1) for 28×28 images with 1 channel; got {input_shape}")
+    return input_shape
+
+
 def _check_rank(input_shape, ranks, layer: str):
+    input_shape = check_input_shape(input_shape, layer)
     if len(input_shape) not in ranks:
         raise ValueError(
             f"{layer} expects input_shape with {sorted(ranks)} dims (batch, ..., channels), "
             f"got {tuple(input_shape)}"
         )
+    if len(input_shape) >= 3 and input_shape[1] in (1, 3) and min(input_shape[2:]) >= 8:
+        raise ValueError(
+            f"{layer} got input_shape {input_shape}, which looks channels-first ({input_shape[1]} channels before "
+            f"{'×'.join(map(str, input_shape[2:]))}): jaxcnn is channels-last, (batch, *spatial, channels), "
+            f"e.g. {(-1, *input_shape[2:], input_shape[1])}")
 
 
 def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=1, impl="auto", init="he",
@@ -109,7 +124,7 @@ def Conv(out_channels, window, *, stride=1, padding="VALID", dilation=1, groups=
         dx, dw, db = conv_backward(dy, x, params["w"], impl=impl, **options)
         return ({"w": dw, "b": db} if "b" in params else {"w": dw}), dx
 
-    return Layer(init_fun, apply_fun, forward_fun, backward_fun, f"Conv{window}x{out_channels}")
+    return stateless_layer(f"Conv{window}x{out_channels}", init_fun, apply_fun, backward_fun, forward_fun)
 
 
 def Dense(out_features, *, init="he"):
@@ -123,35 +138,85 @@ def Dense(out_features, *, init="he"):
         w = _normal_init(key, (input_shape[1], out_features), input_shape[1], out_features, init)
         return (input_shape[0], out_features), {"w": w, "b": jnp.zeros((out_features,), jnp.float32)}
 
-    def apply_fun(params, x, *, grad="autodiff"):
-        return dense(x, params["w"], params["b"], grad=grad)
-
-    def backward_fun(params, x, dy):
-        dx, dw, db = dense_backward(dy, x, params["w"])
-        return {"w": dw, "b": db}, dx
-
-    return Layer(init_fun, apply_fun, lambda params, x: (apply_fun(params, x), x), backward_fun,
-                 f"Dense{out_features}")
+    return op_layer(dense, f"Dense{out_features}", init_fun, ("w", "b"))
 
 
-def _stateless(name, init_fun, op, op_backward):
-    """A parameter-free layer whose residual is its input."""
+def _check_op(op):
+    if not isinstance(op, Op):
+        raise TypeError(f"op must be a jaxcnn op with its hand rule (jaxcnn.ops.hand_rule.hand_rule(forward, "
+                        f"backward) or declare), got {type(op).__name__} {op!r}")
 
-    def apply_fun(params, x, *, grad="autodiff"):
-        return op(x, grad=grad)
 
-    def backward_fun(params, x, dy):
-        return (), op_backward(dy, x)
+def op_layer(op, name: str, init=None, params=(), args=(), **config) -> Layer:
+    """The layer of a declared op (:func:`jaxcnn.ops.hand_rule.declare`): ``y = op(x, *params, **config)``.
 
-    return Layer(init_fun, apply_fun, lambda params, x: (op(x), x), backward_fun, name)
+    Its ``apply`` is the op (with its ``grad=`` switch), its ``forward`` the op's plain forward
+    caching the input, its ``backward`` the op's hand rule, whose cotangents for the params arrays
+    become ``dparams``: the layer is wired once, here, for every op.
+
+    Args:
+      op: a :class:`jaxcnn.ops.hand_rule.Op` whose first array is the layer's input.
+      name: the display name.
+      init: ``init(key, input_shape) -> (output_shape, params)``; default: the input's shape, no params.
+      params: the names of the params dict's entries, in the op's argument order after ``x``.
+      args, config: the op's static configuration, by position after the arrays and by name
+        (``negative_slope=0.2``, ``window=2``, ...).
+    """
+    _check_op(op)
+    names = tuple(params)
+    init = (lambda key, input_shape: (tuple(input_shape), ())) if init is None else init
+
+    def arrays(layer_params):
+        return [layer_params[name] for name in names]
+
+    def apply(layer_params, x, *, grad="autodiff"):
+        return op(x, *arrays(layer_params), *args, grad=grad, **config)
+
+    def forward(layer_params, x):
+        inputs, static = op.arguments(x, *arrays(layer_params), *args, **config)
+        return op.forward(*inputs, **static), x
+
+    def backward(layer_params, x, dy):
+        dx, *dparams = op.rule(dy, x, *arrays(layer_params), *args, **config)
+        return (dict(zip(names, dparams)) if names else ()), dx
+
+    return stateless_layer(name, init, apply, backward, forward)
+
+
+def layer_from_op(op, *, name=None, init=None, params=()):
+    """One call from a declared op to its layer's constructor: ``Mish = layer_from_op(mish)``.
+
+    ``Mish()`` (or ``LeakyRelu(0.2)`` for an op with configuration) is then a layer in every
+    gradient mode: the op's ``grad=`` switch in ``apply``, its hand rule in ``backward``. The
+    configuration is checked when the layer is built.
+
+    Args:
+      op: a :class:`jaxcnn.ops.hand_rule.Op` (``declare``, or a user's ``hand_rule(forward, backward)``).
+      name: the layers' display name (default: the op's name).
+      init, params: as in :func:`op_layer`, for an op with params.
+
+    Returns:
+      ``make(*config_args, **config) -> Layer``.
+    """
+    _check_op(op)
+    label = name or "".join(part.capitalize() for part in op.name.strip("_").split("_"))
+
+    def make(*args, **config):
+        if not params:
+            op.arguments(jnp.zeros((1, 1)), *args, **config)  # the configuration is checked now
+        return op_layer(op, label, init, params, args, **config)
+
+    make.__name__ = make.__qualname__ = label
+    make.__doc__ = f"The layer of :func:`{op.name}` (built by :func:`layer_from_op`): ``y = {op.name}(x, ...)``."
+    return make
 
 
 def Relu():
     """Elementwise ReLU; no parameters."""
-    return _stateless("Relu", lambda key, shape: (tuple(shape), ()), relu, relu_backward)
+    return op_layer(relu, "Relu")
 
 
-def _pool_layer(name, op, op_backward, window, stride, padding, **extra):
+def _pool_layer(name, op, window, stride, padding, **extra):
     def init_fun(key, input_shape):
         _check_rank(input_shape, (3, 4, 5), name)
         rank = len(input_shape) - 2
@@ -161,21 +226,17 @@ def _pool_layer(name, op, op_backward, window, stride, padding, **extra):
         out = padding_lib.output_spatial(input_shape[1:-1], size, pairs, steps, (1,) * rank)
         return (input_shape[0], *out, input_shape[-1]), ()
 
-    return _stateless(
-        name, init_fun,
-        lambda x, grad="autodiff": op(x, window, stride, padding, grad=grad, **extra),
-        lambda dy, x: op_backward(dy, x, window, stride, padding, **extra),
-    )
+    return op_layer(op, name, init_fun, window=window, stride=stride, padding=padding, **extra)
 
 
 def MaxPool(window, stride=None, padding="VALID"):
     """Max pooling (pads with −inf); ``stride=None`` means stride = window."""
-    return _pool_layer("MaxPool", max_pool, max_pool_backward, window, stride, padding)
+    return _pool_layer("MaxPool", max_pool, window, stride, padding)
 
 
 def AvgPool(window, stride=None, padding="VALID", count_include_pad=True):
     """Average pooling; ``stride=None`` means stride = window."""
-    return _pool_layer("AvgPool", avg_pool, avg_pool_backward, window, stride, padding,
+    return _pool_layer("AvgPool", avg_pool, window, stride, padding,
                        count_include_pad=count_include_pad)
 
 
@@ -185,11 +246,8 @@ def Flatten():
     def init_fun(key, input_shape):
         return (input_shape[0], math.prod(input_shape[1:])), ()
 
-    return _stateless(
-        "Flatten", init_fun,
-        lambda x, grad="autodiff": x.reshape(x.shape[0], -1),
-        lambda dy, x: dy.reshape(x.shape),
-    )
+    return stateless_layer("Flatten", init_fun, lambda params, x, *, grad="autodiff": x.reshape(x.shape[0], -1),
+                           lambda params, x, dy: ((), dy.reshape(x.shape)))
 
 
 def ConvTranspose(out_channels, window, *, stride=1, padding="VALID", output_padding=0, dilation=1, groups=1,
@@ -227,53 +285,49 @@ def ConvTranspose(out_channels, window, *, stride=1, padding="VALID", output_pad
         dx, dw, db = conv_transpose_backward(dy, x, params["w"], impl=impl, **options)
         return {"w": dw, "b": db}, dx
 
-    return Layer(init_fun, apply_fun, lambda params, x: (apply_fun(params, x), x), backward_fun,
-                 f"ConvTranspose{window}x{out_channels}")
-
-
-def _activation(name, op, op_backward, **options):
-    return _stateless(name, lambda key, shape: (tuple(shape), ()),
-                      lambda x, grad="autodiff": op(x, grad=grad, **options),
-                      lambda dy, x: op_backward(dy, x, **options))
+    return stateless_layer(f"ConvTranspose{window}x{out_channels}", init_fun, apply_fun, backward_fun)
 
 
 def Tanh():
     """Elementwise tanh; no parameters."""
-    return _activation("Tanh", tanh, tanh_backward)
+    return op_layer(tanh, "Tanh")
 
 
 def Sigmoid():
     """Elementwise logistic sigmoid; no parameters."""
-    return _activation("Sigmoid", sigmoid, sigmoid_backward)
+    return op_layer(sigmoid, "Sigmoid")
 
 
 def LeakyRelu(negative_slope=0.01):
     """``x`` for ``x > 0``, ``negative_slope · x`` otherwise; no parameters."""
     leaky_relu(jnp.zeros(()), negative_slope)  # validates negative_slope now, not at the first call
-    return _activation(f"LeakyRelu{negative_slope:g}", leaky_relu, leaky_relu_backward, negative_slope=negative_slope)
+    return op_layer(leaky_relu, f"LeakyRelu{negative_slope:g}", negative_slope=negative_slope)
 
 
 def Elu(alpha=1.0):
     """``x`` for ``x > 0``, ``alpha · (eˣ − 1)`` otherwise; no parameters."""
     elu(jnp.zeros(()), alpha)
-    return _activation("Elu", elu, elu_backward, alpha=alpha)
+    return op_layer(elu, "Elu", alpha=alpha)
 
 
 def Gelu(approximate=False):
     """Gaussian error linear unit (exact, or the tanh approximation); no parameters."""
     if not isinstance(approximate, bool):
         raise TypeError(f"approximate must be a bool, got {approximate!r}")
-    return _activation("Gelu", gelu, gelu_backward, approximate=approximate)
+    return op_layer(gelu, "Gelu", approximate=approximate)
 
 
 def Softplus():
     """``log(1 + eˣ)``, computed stably; no parameters."""
-    return _activation("Softplus", softplus, softplus_backward)
+    return op_layer(softplus, "Softplus")
 
 
 def Silu():
     """``x · sigmoid(x)`` (swish); no parameters."""
-    return _activation("Silu", silu, silu_backward)
+    return op_layer(silu, "Silu")
+
+
+Mish = layer_from_op(mish)
 
 
 def GlobalAvgPool():
@@ -283,11 +337,12 @@ def GlobalAvgPool():
         _check_rank(input_shape, (3, 4, 5), "GlobalAvgPool")
         return (input_shape[0], input_shape[-1]), ()
 
-    return _stateless("GlobalAvgPool", init_fun, global_avg_pool, global_avg_pool_backward)
+    return op_layer(global_avg_pool, "GlobalAvgPool", init_fun)
 
 
-def _norm_layer(name, op, op_backward, **options):
+def _norm_layer(name, op, **options):
     def init_fun(key, input_shape):
+        input_shape = check_input_shape(input_shape, name)
         if len(input_shape) < 2:
             raise ValueError(f"{name} expects input_shape (batch, ..., channels), got {tuple(input_shape)}")
         channels = input_shape[-1]
@@ -297,20 +352,13 @@ def _norm_layer(name, op, op_backward, **options):
         return tuple(input_shape), {"scale": jnp.ones((channels,), jnp.float32),
                                     "offset": jnp.zeros((channels,), jnp.float32)}
 
-    def apply_fun(params, x, *, grad="autodiff"):
-        return op(x, params["scale"], params["offset"], grad=grad, **options)
-
-    def backward_fun(params, x, dy):
-        dx, dscale, doffset = op_backward(dy, x, params["scale"], params["offset"], **options)
-        return {"scale": dscale, "offset": doffset}, dx
-
-    return Layer(init_fun, apply_fun, lambda params, x: (apply_fun(params, x), x), backward_fun, name)
+    return op_layer(op, name, init_fun, ("scale", "offset"), **options)
 
 
 def LayerNorm(*, eps=1e-5):
     """Layer normalisation over the last axis (:func:`jaxcnn.ops.norms.layer_norm`);
     params ``{"scale": (C,), "offset": (C,)}``."""
-    return _norm_layer("LayerNorm", layer_norm, layer_norm_backward, eps=eps)
+    return _norm_layer("LayerNorm", layer_norm, eps=eps)
 
 
 def GroupNorm(groups, *, eps=1e-5):
@@ -318,4 +366,4 @@ def GroupNorm(groups, *, eps=1e-5):
     (:func:`jaxcnn.ops.norms.group_norm`); params ``{"scale": (C,), "offset": (C,)}``."""
     if not padding_lib.is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
-    return _norm_layer(f"GroupNorm{groups}", group_norm, group_norm_backward, groups=groups, eps=eps)
+    return _norm_layer(f"GroupNorm{groups}", group_norm, groups=groups, eps=eps)

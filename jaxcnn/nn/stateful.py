@@ -1,10 +1,11 @@
 """The two layers with state or randomness: ``BatchNorm`` (running statistics) and ``Dropout`` (a key).
 
-Both are built with :func:`jaxcnn.nn.protocol.stateful_layer`: their ``*_with_state`` functions
+Both are :class:`jaxcnn.nn.protocol.Layer` values written directly in the protocol: their functions
 take ``train``. In training, ``BatchNorm`` normalises with the batch's statistics and moves its
 running statistics towards them, ``Dropout`` draws its mask from ``key``; in evaluation,
-``BatchNorm`` normalises with the running statistics and ``Dropout`` is the identity. Their
-plain ``apply``/``forward`` raise a ``ValueError`` that says how to call them.
+``BatchNorm`` normalises with the running statistics and ``Dropout`` is the identity. ``Dropout``
+keeps no state (``()``), so a model whose only such layer is a ``Dropout`` is evaluated with the
+plain ``model.apply(params, x)``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.nn.protocol import stateful_layer
+from jaxcnn.nn.protocol import Layer
 from jaxcnn.ops.dropout import dropout, dropout_backward
 from jaxcnn.ops.norms import (
     batch_moments, batch_norm, batch_norm_backward, batch_norm_inference, batch_norm_inference_backward,
@@ -86,7 +87,7 @@ def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5):
             dx, dscale, doffset = batch_norm_backward(dy, x, params["scale"], params["offset"], eps=eps)
         return {"scale": dscale, "offset": doffset}, dx
 
-    return stateful_layer("BatchNorm", {"state"}, init_ws, apply_ws, forward_ws, backward)
+    return Layer(init_ws, apply_ws, forward_ws, backward, "BatchNorm", (), frozenset({"state"}))
 
 
 def Dropout(rate: float):
@@ -120,4 +121,4 @@ def Dropout(rate: float):
         dx = dropout_backward(dy, residuals["x"], residuals["key"], rate=rate)
         return (), dx[0] if isinstance(dx, tuple) else dx
 
-    return stateful_layer(f"Dropout{rate:g}", {"key"}, init_ws, apply_ws, forward_ws, backward)
+    return Layer(init_ws, apply_ws, forward_ws, backward, f"Dropout{rate:g}", (), frozenset({"key"}))

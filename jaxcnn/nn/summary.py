@@ -2,8 +2,8 @@
 
 Counts follow one formula style per kind of layer (docs/derivations.md#conv-forward):
 
-- convolution, ``C_out×(k·k·C_in+1)``: ``C_out`` filters of ``k·k·C_in`` weights
-  and one bias each, e.g. ``64×(3·3·32+1)`` = 18,496, ``10×(3·3·3+1)``
+- convolution and transposed convolution, ``C_out×(k·k·C_in+1)``: ``C_out`` filters of
+  ``k·k·C_in`` weights and one bias each, e.g. ``64×(3·3·32+1)`` = 18,496, ``10×(3·3·3+1)``
   = 280, ``10×(5·5·3+1)`` = 760; ``C_in`` is the kernel's
   input depth, ``C_in / groups`` for grouped convolutions;
 - dense, ``in×out+out``, with ``in`` written as the product of the shape that was
@@ -56,12 +56,20 @@ def _product(factors: Sequence[int]) -> str:
     return "·".join(str(f) for f in factors)
 
 
-def _formula(params, factors: Sequence[int]) -> str:
-    """The count as its formula writes it; ``factors`` is the layer input's shape (no batch)."""
+def _formula(params, factors: Sequence[int], transposed: bool = False) -> str:
+    """The count as its formula writes it; ``factors`` is the layer input's shape (no batch).
+
+    A transposed convolution's kernel is ``(*window, C_out / groups, C_in)`` (the kernel of the conv
+    it transposes): ``C_out`` filters of ``k·k·C_in / groups`` weights and one bias each.
+    """
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         return ""
     w = params["w"] if isinstance(params, dict) and set(params) in ({"w", "b"}, {"w"}) else None
+    if w is not None and len(w.shape) >= 3 and transposed and "b" in params:
+        *window, out_per_group, depth = w.shape
+        out = params["b"].shape[0]
+        return f"{out}×({_product([*window, depth * out_per_group // out])}+1)"
     if w is not None and len(w.shape) >= 3:  # convolution: (*window, C_in / groups, C_out)
         *window, depth, out = w.shape
         if "b" not in params:
@@ -105,9 +113,10 @@ def layer_rows(model, input_shape: Sequence[int]) -> List[Row]:
     rows, shape = [], tuple(input_shape)
     factors = shape  # the last unflattened shape: how the next Dense writes its fan-in
     for layer in _leaves(model):
-        output, params = _init_shapes(layer, (1, *shape))
+        output, params = _init_shapes(layer, (-1, *shape))
         shape = output[1:]
-        rows.append(Row(layer.name, shape, param_count(params), _formula(params, factors)))
+        rows.append(Row(layer.name, shape, param_count(params),
+                        _formula(params, factors, transposed=layer.name.startswith("ConvTranspose"))))
         flattened = len(shape) == 1 and shape[0] == math.prod(factors)
         factors = factors if flattened else shape
     return rows

@@ -1,9 +1,10 @@
 """Elementwise activations and softmax, each activation's hand rule beside it.
 
 ReLU(x) is 0 for x ≤ 0 and x for x > 0 (docs/derivations.md#relu), softmax e^{z_i}/Σ_j e^{z_j}; the others
-(tanh, sigmoid, leaky ReLU, ELU, GELU, softplus, SiLU) follow their PyTorch definitions. Every
+(tanh, sigmoid, leaky ReLU, ELU, GELU, softplus, SiLU, Mish) follow their PyTorch definitions. Every
 activation maps NaN to NaN, takes ``grad="autodiff"`` (JAX differentiates the forward) or
-``grad="manual"`` (the public ``<op>_backward`` is the VJP, via :func:`jaxcnn.ops.hand_rule.hand_rule`),
+``grad="manual"`` (the public ``<op>_backward`` is the VJP): each is declared once with
+:func:`jaxcnn.ops.hand_rule.declare`,
 and at a kink its hand rule picks the subgradient ``jax.grad`` of the forward picks.
 
 The hand rules are written in forms without cancellation, accurate to a few roundings relative
@@ -22,7 +23,7 @@ import numbers
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn.ops import hand_rule as manual
+from jaxcnn.ops.hand_rule import declare
 
 
 def _check_real(value, name):
@@ -38,11 +39,6 @@ def _inexact(x):
     """``x`` as a JAX array, integers promoted to the default float type (as ``jax.nn`` does)."""
     x = jnp.asarray(x)
     return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
-
-
-def _elementwise(forward, backward):
-    """The hand-rule op of an elementwise activation whose ``backward`` returns ``dx``."""
-    return manual.hand_rule(forward, lambda dy, x, **config: (backward(dy, x, **config),))
 
 
 # ------------------------------------------------------------------------ relu
@@ -69,13 +65,12 @@ def relu_backward(dy, x):
     return jnp.where(x <= 0, jnp.zeros_like(dy), dy)
 
 
-_manual_relu = _elementwise(_relu, relu_backward)
 
 
-def relu(x, *, grad="autodiff"):
+@declare(_relu, relu_backward)
+def relu(x):
     """Rectified linear unit :math:`\\max(x, 0)`, elementwise, any shape; NaN stays NaN."""
-    manual.check_grad(grad)
-    return (_manual_relu if grad == "manual" else _relu)(x)
+    return (x,), {}
 
 
 # ------------------------------------------------------------------------ tanh
@@ -99,13 +94,12 @@ def tanh_backward(dy, x):
     return dy * (4 * (_sigmoid(2 * x) * _sigmoid(-2 * x)))
 
 
-_manual_tanh = _elementwise(jnp.tanh, tanh_backward)
 
 
-def tanh(x, *, grad="autodiff"):
+@declare(jnp.tanh, tanh_backward)
+def tanh(x):
     """Hyperbolic tangent, elementwise, any shape."""
-    manual.check_grad(grad)
-    return (_manual_tanh if grad == "manual" else jnp.tanh)(_inexact(x))
+    return (_inexact(x),), {}
 
 
 # --------------------------------------------------------------------- sigmoid
@@ -132,13 +126,12 @@ def sigmoid_backward(dy, x):
     return dy * (_sigmoid(x) * _sigmoid(-x))
 
 
-_manual_sigmoid = _elementwise(_sigmoid, sigmoid_backward)
 
 
-def sigmoid(x, *, grad="autodiff"):
+@declare(_sigmoid, sigmoid_backward)
+def sigmoid(x):
     """Logistic sigmoid :math:`\\sigma(x) = 1 / (1 + e^{-x})`, stable for any ``x``, any shape."""
-    manual.check_grad(grad)
-    return (_manual_sigmoid if grad == "manual" else _sigmoid)(_inexact(x))
+    return (_inexact(x),), {}
 
 
 # ------------------------------------------------------------------ leaky relu
@@ -163,10 +156,10 @@ def leaky_relu_backward(dy, x, negative_slope=0.01):
     return jnp.where(x >= 0, dy, negative_slope * dy)
 
 
-_manual_leaky_relu = _elementwise(_leaky_relu, leaky_relu_backward)
 
 
-def leaky_relu(x, negative_slope=0.01, *, grad="autodiff"):
+@declare(_leaky_relu, leaky_relu_backward)
+def leaky_relu(x, negative_slope=0.01):
     """Leaky ReLU :math:`x` for :math:`x \\ge 0`, :math:`a x` below, elementwise, any shape.
 
     Args:
@@ -174,9 +167,7 @@ def leaky_relu(x, negative_slope=0.01, *, grad="autodiff"):
       negative_slope: :math:`a`, a finite real number.
       grad: ``"autodiff"`` or ``"manual"`` (:func:`leaky_relu_backward` as the VJP).
     """
-    manual.check_grad(grad)
-    negative_slope = _check_real(negative_slope, "negative_slope")
-    return (_manual_leaky_relu if grad == "manual" else _leaky_relu)(_inexact(x), negative_slope=negative_slope)
+    return (_inexact(x),), {"negative_slope": _check_real(negative_slope, "negative_slope")}
 
 
 # ------------------------------------------------------------------------- elu
@@ -203,10 +194,10 @@ def elu_backward(dy, x, alpha=1.0):
     return jnp.where(x > 0, dy, (alpha * dy) * jnp.exp(negative))
 
 
-_manual_elu = _elementwise(_elu, elu_backward)
 
 
-def elu(x, alpha=1.0, *, grad="autodiff"):
+@declare(_elu, elu_backward)
+def elu(x, alpha=1.0):
     """Exponential linear unit :math:`x` for :math:`x > 0`, :math:`\\alpha (e^x - 1)` below, any shape.
 
     Args:
@@ -214,9 +205,7 @@ def elu(x, alpha=1.0, *, grad="autodiff"):
       alpha: :math:`\\alpha`, a finite real number.
       grad: ``"autodiff"`` or ``"manual"`` (:func:`elu_backward` as the VJP).
     """
-    manual.check_grad(grad)
-    alpha = _check_real(alpha, "alpha")
-    return (_manual_elu if grad == "manual" else _elu)(_inexact(x), alpha=alpha)
+    return (_inexact(x),), {"alpha": _check_real(alpha, "alpha")}
 
 
 # ------------------------------------------------------------------------ gelu
@@ -270,10 +259,10 @@ def gelu_backward(dy, x, approximate=False):
     return dy * (_normal_cdf(x) + x * pdf)
 
 
-_manual_gelu = _elementwise(_gelu, gelu_backward)
 
 
-def gelu(x, approximate=False, *, grad="autodiff"):
+@declare(_gelu, gelu_backward)
+def gelu(x, approximate=False):
     """Gaussian error linear unit :math:`x \\Phi(x)`, elementwise, any shape (``torch.nn.functional.gelu``).
 
     Args:
@@ -282,10 +271,9 @@ def gelu(x, approximate=False, *, grad="autodiff"):
         :math:`\\tfrac12 x (1 + \\tanh(\\sqrt{2/\\pi}(x + 0.044715 x^3)))` (PyTorch's ``"tanh"``).
       grad: ``"autodiff"`` or ``"manual"`` (:func:`gelu_backward` as the VJP).
     """
-    manual.check_grad(grad)
     if not isinstance(approximate, bool):
         raise TypeError(f"approximate must be True or False, got {type(approximate).__name__} {approximate!r}")
-    return (_manual_gelu if grad == "manual" else _gelu)(_inexact(x), approximate=approximate)
+    return (_inexact(x),), {"approximate": approximate}
 
 
 # -------------------------------------------------------------------- softplus
@@ -310,16 +298,15 @@ def softplus_backward(dy, x):
     return dy * _sigmoid(x)
 
 
-_manual_softplus = _elementwise(_softplus, softplus_backward)
 
 
-def softplus(x, *, grad="autodiff"):
+@declare(_softplus, softplus_backward)
+def softplus(x):
     """:math:`\\log(1 + e^x)`, computed as :math:`\\max(x, 0) + \\log(1 + e^{-|x|})`, any shape.
 
     Exact for every finite ``x`` (PyTorch's default replaces it by ``x`` above 20).
     """
-    manual.check_grad(grad)
-    return (_manual_softplus if grad == "manual" else _softplus)(_inexact(x))
+    return (_inexact(x),), {}
 
 
 # ------------------------------------------------------------------------ silu
@@ -345,13 +332,44 @@ def silu_backward(dy, x):
     return dy * (_sigmoid(x) * (1 + x * _sigmoid(-x)))
 
 
-_manual_silu = _elementwise(_silu, silu_backward)
 
 
-def silu(x, *, grad="autodiff"):
+@declare(_silu, silu_backward)
+def silu(x):
     """SiLU (swish) :math:`x\\, \\sigma(x)`, elementwise, any shape."""
-    manual.check_grad(grad)
-    return (_manual_silu if grad == "manual" else _silu)(_inexact(x))
+    return (_inexact(x),), {}
+
+
+# ------------------------------------------------------------------------ mish
+
+
+def _mish(x):
+    return x * jnp.tanh(_softplus(x))
+
+
+def mish_backward(dy, x):
+    """Hand rule of :func:`mish` (the product rule, then the chain through softplus).
+
+    With :math:`s = \\mathrm{softplus}(x)`, :math:`s' = \\sigma(x)` and
+    :math:`1 - \\tanh^2 s = 4 \\sigma(2s)\\, \\sigma(-2s)` (as in :func:`tanh_backward`):
+
+    .. math::
+       \\bar{x} = \\bar{y} \\left(\\tanh s + x\\, \\sigma(x)\\, 4 \\sigma(2s)\\, \\sigma(-2s)\\right)
+
+    Args:
+      dy, x: arrays of the same shape.
+
+    Returns:
+      ``dx`` shaped like ``x``.
+    """
+    s = _softplus(x)
+    return dy * (jnp.tanh(s) + x * _sigmoid(x) * (4 * (_sigmoid(2 * s) * _sigmoid(-2 * s))))
+
+
+@declare(_mish, mish_backward)
+def mish(x):
+    """Mish :math:`x \\tanh(\\mathrm{softplus}(x))` (Misra 2019), elementwise, any shape."""
+    return (_inexact(x),), {}
 
 
 # --------------------------------------------------------------------- softmax

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxcnn.ops import hand_rule as manual
+from jaxcnn.ops.hand_rule import declare
 
 
 def _check(x, w, b):
@@ -28,10 +28,8 @@ def _backward(dy, x, w, b):
     return dx, dw, None if b is None else db
 
 
-_manual_dense = manual.hand_rule(_forward, _backward)
-
-
-def dense(x, w, b=None, *, grad="autodiff"):
+@declare(_forward, _backward)
+def dense(x, w, b=None):
     """Affine map :math:`y = x w + b`.
 
     Args:
@@ -43,9 +41,8 @@ def dense(x, w, b=None, *, grad="autodiff"):
     Returns:
       ``(batch, out_features)``.
     """
-    manual.check_grad(grad)
     _check(x, w, b)
-    return (_manual_dense if grad == "manual" else _forward)(x, w, b)
+    return (x, w, b), {}
 
 
 def dense_backward(dy, x, w):

@@ -13,7 +13,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.ops import hand_rule as manual
+from jaxcnn.ops.hand_rule import declare
 
 
 def _check_rate(rate):
@@ -41,6 +41,8 @@ def _scaled_mask(x, key, rate):
 
 
 def _dropout(x, key, *, rate):
+    if rate == 0:
+        return x
     return x * _scaled_mask(x, key, rate)  # a product, not a where: NaN stays NaN even when dropped
 
 
@@ -62,17 +64,15 @@ def dropout_backward(dy, x, key, *, rate):
     return dy * _scaled_mask(x, key, rate), None
 
 
-_manual_dropout = manual.hand_rule(_dropout, dropout_backward)
-
-
-def dropout(x, key, *, rate, grad="autodiff"):
+@declare(_dropout, dropout_backward)
+def dropout(x, key, *, rate):
     """Inverted dropout: keep each element with probability ``1 - rate``, scaled by ``1 / (1 - rate)``.
 
     .. math::
        y = x \\cdot \\frac{m}{1 - r}, \\qquad m \\sim \\mathrm{Bernoulli}(1 - r), \\qquad
        \\mathbb{E}[y] = x
 
-    The same ``key`` gives the same mask; ``rate=0`` returns ``x`` itself. Apply it in training
+    The same ``key`` gives the same mask; ``rate=0`` keeps every element. Apply it in training
     only (evaluation is the identity).
 
     Args:
@@ -84,9 +84,6 @@ def dropout(x, key, *, rate, grad="autodiff"):
     Returns:
       ``y`` shaped like ``x``.
     """
-    manual.check_grad(grad)
     rate = _check_rate(rate)
     _check_key(key)
-    if rate == 0:
-        return x
-    return (_manual_dropout if grad == "manual" else _dropout)(x, key, rate=rate)
+    return (x, key), {"rate": rate}

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.ops import hand_rule as manual
+from jaxcnn.ops.hand_rule import declare
 from jaxcnn.ops.activations import log_softmax, softmax
 
 
@@ -61,12 +61,12 @@ def softmax_cross_entropy_backward(logits, labels, dloss=1.0):
     return (probs - onehot) * (dloss / logits.shape[0])
 
 
-_manual_cross_entropy = manual.hand_rule(
-    _cross_entropy, lambda dloss, logits, labels: (softmax_cross_entropy_backward(logits, labels, dloss), None)
-)
+def _cross_entropy_rule(dloss, logits, labels):
+    return softmax_cross_entropy_backward(logits, labels, dloss), None
 
 
-def softmax_cross_entropy(logits, labels, *, grad="autodiff"):
+@declare(_cross_entropy, _cross_entropy_rule)
+def softmax_cross_entropy(logits, labels):
     """Mean categorical cross-entropy of softmax probabilities.
 
     .. math::
@@ -80,9 +80,8 @@ def softmax_cross_entropy(logits, labels, *, grad="autodiff"):
     Returns:
       A scalar.
     """
-    manual.check_grad(grad)
     check_labels(logits, labels)
-    return (_manual_cross_entropy if grad == "manual" else _cross_entropy)(logits, labels)
+    return (logits, labels), {}
 
 
 def _log_complement(logits):
@@ -134,14 +133,13 @@ def softmax_binary_cross_entropy_backward(logits, labels, dloss=1.0):
     return dz * (dloss / logits.shape[0])
 
 
-_manual_binary = manual.hand_rule(
-    _binary_cross_entropy,
-    lambda dloss, logits, labels: (softmax_binary_cross_entropy_backward(logits, labels, dloss), None),
-)
+def _binary_rule(dloss, logits, labels):
+    return softmax_binary_cross_entropy_backward(logits, labels, dloss), None
 
 
-def softmax_binary_cross_entropy(logits, labels, *, grad="autodiff"):
-    """The per-class binary cross-entropy on softmax outputs (docs/derivations.md#softmax-cross-entropy).
+@declare(_binary_cross_entropy, _binary_rule)
+def softmax_binary_cross_entropy(logits, labels):
+    """The notes' per-class binary cross-entropy on softmax outputs.
 
     .. math::
        L = -\\frac{1}{N} \\sum_n \\sum_i \\big[y_i \\log \\hat{y}_i + (1 - y_i) \\log(1 - \\hat{y}_i)\\big],
@@ -153,9 +151,8 @@ def softmax_binary_cross_entropy(logits, labels, *, grad="autodiff"):
       logits: ``(batch, classes)``; labels: ``(batch,)`` integer classes.
       grad: ``"autodiff"`` or ``"manual"``.
     """
-    manual.check_grad(grad)
     check_labels(logits, labels)
-    return (_manual_binary if grad == "manual" else _binary_cross_entropy)(logits, labels)
+    return (logits, labels), {}
 
 
 def _check_target(prediction, target):
@@ -184,12 +181,12 @@ def mean_squared_error_backward(prediction, target, dloss=1.0):
     return (prediction - target) * (2 * dloss / prediction.size)
 
 
-_manual_squared_error = manual.hand_rule(
-    _squared_error, lambda dloss, prediction, target: (mean_squared_error_backward(prediction, target, dloss), None)
-)
+def _squared_error_rule(dloss, prediction, target):
+    return mean_squared_error_backward(prediction, target, dloss), None
 
 
-def mean_squared_error(prediction, target, *, grad="autodiff"):
+@declare(_squared_error, _squared_error_rule)
+def mean_squared_error(prediction, target):
     """Mean squared error over every element, e.g. of a reconstruction against its input.
 
     .. math::
@@ -203,13 +200,5 @@ def mean_squared_error(prediction, target, *, grad="autodiff"):
     Returns:
       A scalar.
     """
-    manual.check_grad(grad)
     _check_target(prediction, target)
-    return (_manual_squared_error if grad == "manual" else _squared_error)(prediction, target)
-
-
-HAND_RULES = {
-    softmax_cross_entropy: softmax_cross_entropy_backward,
-    softmax_binary_cross_entropy: softmax_binary_cross_entropy_backward,
-    mean_squared_error: mean_squared_error_backward,
-}
+    return (prediction, target), {}

@@ -42,7 +42,7 @@ import numbers
 
 import jax.numpy as jnp
 
-from jaxcnn.ops import hand_rule as manual
+from jaxcnn.ops.hand_rule import declare
 
 # ------------------------------------------------------------------ validation
 
@@ -170,10 +170,8 @@ def batch_norm_backward(dy, x, scale, offset, *, eps=1e-5):
     return (dx, *_affine_grads(dy, x_hat))
 
 
-_manual_batch_norm = manual.hand_rule(_batch_norm, batch_norm_backward)
-
-
-def batch_norm(x, scale, offset, *, eps=1e-5, grad="autodiff"):
+@declare(_batch_norm, batch_norm_backward)
+def batch_norm(x, scale, offset, *, eps=1e-5):
     """Batch normalisation with the batch's statistics (training mode), channels-last.
 
     :math:`y = \\gamma (x - \\mu) / \\sqrt{\\sigma^2 + \\epsilon} + \\beta`, with :math:`\\mu` and the
@@ -188,9 +186,7 @@ def batch_norm(x, scale, offset, *, eps=1e-5, grad="autodiff"):
     Returns:
       ``y`` shaped like ``x``.
     """
-    manual.check_grad(grad)
-    eps = _check(x, scale, offset, eps)
-    return (_manual_batch_norm if grad == "manual" else _batch_norm)(x, scale, offset, eps=eps)
+    return (x, scale, offset), {"eps": _check(x, scale, offset, eps)}
 
 
 def _batch_norm_inference(x, mean, var, scale, offset, *, eps):
@@ -229,10 +225,8 @@ def batch_norm_inference_backward(dy, x, mean, var, scale, offset, *, eps=1e-5):
     )
 
 
-_manual_batch_norm_inference = manual.hand_rule(_batch_norm_inference, batch_norm_inference_backward)
-
-
-def batch_norm_inference(x, mean, var, scale, offset, *, eps=1e-5, grad="autodiff"):
+@declare(_batch_norm_inference, batch_norm_inference_backward)
+def batch_norm_inference(x, mean, var, scale, offset, *, eps=1e-5):
     """Batch normalisation in evaluation mode: given (running) statistics, an affine map.
 
     :math:`y = \\gamma (x - \\mu) / \\sqrt{v + \\epsilon} + \\beta` per channel.
@@ -247,11 +241,9 @@ def batch_norm_inference(x, mean, var, scale, offset, *, eps=1e-5, grad="autodif
     Returns:
       ``y`` shaped like ``x``.
     """
-    manual.check_grad(grad)
     eps = _check(x, scale, offset, eps)
     _check_per_channel(x, mean=mean, var=var)
-    op = _manual_batch_norm_inference if grad == "manual" else _batch_norm_inference
-    return op(x, mean, var, scale, offset, eps=eps)
+    return (x, mean, var, scale, offset), {"eps": eps}
 
 
 # ------------------------------------------------------------------ layer norm
@@ -285,10 +277,8 @@ def layer_norm_backward(dy, x, scale, offset, *, eps=1e-5):
     return (dx, *_affine_grads(dy, x_hat))
 
 
-_manual_layer_norm = manual.hand_rule(_layer_norm, layer_norm_backward)
-
-
-def layer_norm(x, scale, offset, *, eps=1e-5, grad="autodiff"):
+@declare(_layer_norm, layer_norm_backward)
+def layer_norm(x, scale, offset, *, eps=1e-5):
     """Layer normalisation over the channel (last) axis, one statistic per position.
 
     As ``torch.nn.functional.layer_norm(x, (channels,), scale, offset, eps)``.
@@ -302,9 +292,7 @@ def layer_norm(x, scale, offset, *, eps=1e-5, grad="autodiff"):
     Returns:
       ``y`` shaped like ``x``.
     """
-    manual.check_grad(grad)
-    eps = _check(x, scale, offset, eps)
-    return (_manual_layer_norm if grad == "manual" else _layer_norm)(x, scale, offset, eps=eps)
+    return (x, scale, offset), {"eps": _check(x, scale, offset, eps)}
 
 
 # ------------------------------------------------------------------ group norm
@@ -346,10 +334,8 @@ def group_norm_backward(dy, x, scale, offset, *, groups, eps=1e-5):
     return (dx, *_affine_grads(dy, x_hat.reshape(x.shape)))
 
 
-_manual_group_norm = manual.hand_rule(_group_norm, group_norm_backward)
-
-
-def group_norm(x, scale, offset, *, groups, eps=1e-5, grad="autodiff"):
+@declare(_group_norm, group_norm_backward)
+def group_norm(x, scale, offset, *, groups, eps=1e-5):
     """Group normalisation: per example, over the spatial axes and each group of channels.
 
     As ``torch.nn.functional.group_norm`` on the channels-first transpose: the channels split
@@ -366,7 +352,5 @@ def group_norm(x, scale, offset, *, groups, eps=1e-5, grad="autodiff"):
     Returns:
       ``y`` shaped like ``x``.
     """
-    manual.check_grad(grad)
     eps = _check(x, scale, offset, eps)
-    groups = _check_groups(x, groups)
-    return (_manual_group_norm if grad == "manual" else _group_norm)(x, scale, offset, groups=groups, eps=eps)
+    return (x, scale, offset), {"groups": _check_groups(x, groups), "eps": eps}

@@ -232,10 +232,8 @@ def _max_pool_backward(dy, x, *, config: PoolConfig):
     return (_fold_and_crop(jnp.where(chosen, dy[..., None, :], 0), x, config),)
 
 
-_max_pool_manual = manual.hand_rule(_max_pool_forward, _max_pool_backward)
-
-
-def max_pool(x, window, stride=None, padding="VALID", *, grad="autodiff"):
+@manual.declare(_max_pool_forward, _max_pool_backward)
+def max_pool(x, window, stride=None, padding="VALID"):
     """Max pooling over the spatial axes of a channels-last input.
 
     Example (docs/derivations.md#max-pooling): 2×2 stride 2 of ``[[1,3,2,1],[2,9,1,1],[1,3,2,3],[5,6,1,2]]``
@@ -257,11 +255,7 @@ def max_pool(x, window, stride=None, padding="VALID", *, grad="autodiff"):
     Returns:
       ``(batch, *out, channels)`` with ``out`` from :func:`jaxcnn.ops.padding.output_spatial`.
     """
-    manual.check_grad(grad)
-    config = pool_config(x, window, stride, padding)
-    if grad == "manual":
-        return _max_pool_manual(x, config=config)
-    return _max_pool_forward(x, config=config)
+    return (x,), {"config": pool_config(x, window, stride, padding)}
 
 
 # --------------------------------------------------------------------------- average
@@ -330,10 +324,8 @@ def _avg_pool_backward(dy, x, *, config: PoolConfig, count_include_pad: bool):
     return (_fold_and_crop(windows, x, config),)
 
 
-_avg_pool_manual = manual.hand_rule(_avg_pool_forward, _avg_pool_backward)
-
-
-def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, *, grad="autodiff"):
+@manual.declare(_avg_pool_forward, _avg_pool_backward)
+def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True):
     """Average pooling over the spatial axes of a channels-last input.
 
     docs/derivations.md#average-pooling: the 4×4 example there gives
@@ -358,12 +350,9 @@ def avg_pool(x, window, stride=None, padding="VALID", count_include_pad=True, *,
     Returns:
       ``(batch, *out, channels)`` with ``out`` from :func:`jaxcnn.ops.padding.output_spatial`.
     """
-    manual.check_grad(grad)
     config = pool_config(x, window, stride, padding)
     _check_count_include_pad(count_include_pad)
-    if grad == "manual":
-        return _avg_pool_manual(x, config=config, count_include_pad=count_include_pad)
-    return _avg_pool_forward(x, config=config, count_include_pad=count_include_pad)
+    return (x,), {"config": config, "count_include_pad": count_include_pad}
 
 
 # ---------------------------------------------------------------------- global average
@@ -390,10 +379,8 @@ def global_avg_pool_backward(dy, x):
     return jnp.broadcast_to(share.reshape(share.shape[0], *(1,) * len(spatial), share.shape[-1]), jnp.shape(x))
 
 
-_global_avg_pool_manual = manual.hand_rule(_global_avg_pool, lambda dy, x: (global_avg_pool_backward(dy, x),))
-
-
-def global_avg_pool(x, *, grad="autodiff"):
+@manual.declare(_global_avg_pool, global_avg_pool_backward)
+def global_avg_pool(x):
     """Global average pooling: the mean over every spatial position, one value per channel.
 
     .. math::
@@ -406,6 +393,5 @@ def global_avg_pool(x, *, grad="autodiff"):
     Returns:
       ``(batch, channels)``.
     """
-    manual.check_grad(grad)
     _check_input(x)
-    return (_global_avg_pool_manual if grad == "manual" else _global_avg_pool)(x)
+    return (x,), {}

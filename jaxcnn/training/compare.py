@@ -96,9 +96,9 @@ def train_modes(config: "loop.TrainConfig", modes=gradients.MODES, *, dtype: str
     model, params, model_state, tx, steps = built.model, built.params, built.model_state, built.tx, built.steps_per_epoch
     train_images, train_labels, test_images, test_labels = built.data
     shape = train_images.shape[1:]
+    model_state = () if model_state is None else model_state
     chunk, unroll = plan_epoch(steps, config.steps_per_call,
-                               lax_conv_on_cpu(model, params, (config.batch_size, *shape),
-                                               *(() if model_state is None else (model_state,))))
+                               lax_conv_on_cpu(model, params, (config.batch_size, *shape), model_state))
     test = batch_for_eval(test_images, test_labels, config.eval_batch_size)
     evaluate = make_evaluate(model)
     mesh = parallel.data_mesh()
@@ -114,19 +114,17 @@ def train_modes(config: "loop.TrainConfig", modes=gradients.MODES, *, dtype: str
         states = {}
         for mode in modes:
             mode_params = _copy(params, dtype)
-            extra = () if model_state is None else (_copy(model_state, dtype),)
-            states[mode] = (mode_params, jax.jit(tx.init)(mode_params), extra)
+            states[mode] = (mode_params, jax.jit(tx.init)(mode_params), _copy(model_state, dtype))
         for epoch in range(1, config.epochs + 1):
             epoch_key = jax.random.fold_in(train_key, epoch)
             for mode in modes:
-                mode_params, opt_state, extra = states[mode]
+                mode_params, opt_state, mode_state = states[mode]
                 losses = []
                 for index in range(steps // chunk):
-                    mode_params, opt_state, step_losses, _, _, *rest = programs[mode](
-                        mode_params, opt_state, images, labels, epoch_key, np.int32(index), *extra)
-                    extra = tuple(rest)
+                    mode_params, opt_state, step_losses, _, _, mode_state = programs[mode](
+                        mode_params, opt_state, images, labels, epoch_key, np.int32(index), mode_state)
                     losses += np.asarray(step_losses, np.float64).tolist()
-                states[mode] = (mode_params, opt_state, extra)
+                states[mode] = (mode_params, opt_state, mode_state)
                 runs[mode]["step_loss"] += losses
                 runs[mode]["epoch_loss"].append(float(np.mean(losses)))
             for mode in modes[1:]:
@@ -140,8 +138,8 @@ def train_modes(config: "loop.TrainConfig", modes=gradients.MODES, *, dtype: str
                                     else np.asarray(a), (states[mode][0], states[mode][2]))
                  for mode in modes}
     for mode in modes:
-        mode_params, extra = final[mode]
-        loss, correct = evaluate(mode_params, test.images, test.labels, test.mask, *extra)
+        mode_params, mode_state = final[mode]
+        loss, correct = evaluate(mode_params, test.images, test.labels, test.mask, mode_state)
         runs[mode]["test_loss"] = float(loss) / test.count
         runs[mode]["test_accuracy"] = int(correct) / test.count
     return {"config": {**dataclasses.asdict(config), "grad": None}, "dtype": dtype, "modes": list(modes),

@@ -30,7 +30,6 @@ import numpy as np
 import optax
 
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import init_with_state
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
 from jaxcnn.training import checkpoint, compile_cache, data, interrupt, parallel, plots
@@ -242,7 +241,7 @@ def initial_model_state(model, input_shape):
     if "state" not in model.needs:
         return None
     shape = (-1, *input_shape)
-    return jax.jit(lambda: init_with_state(model, jax.random.key(0), shape)[2])()
+    return jax.jit(lambda: model.init_with_state(jax.random.key(0), shape)[2])()
 
 
 def initial_state(config: TrainConfig, params, tx, model_state=None) -> dict:
@@ -331,7 +330,7 @@ def _check_images(config: TrainConfig, train_shape, test_shape, num_classes: int
                          f"{config.model!r}: they have no pixels")
     model = models.get_model(config.model, num_classes=num_classes, impl=config.impl)
     try:
-        jax.eval_shape(lambda key: init_with_state(model, key, (-1, *train_shape))[1], jax.random.key(0))
+        jax.eval_shape(lambda key: model.init_with_state(key, (-1, *train_shape))[1], jax.random.key(0))
     except ValueError as error:
         raise ValueError(f"the {_image_size(train_shape)} images of {config.dataset!r} are too small for the model "
                          f"{config.model!r}: {' '.join(str(error).split())}") from error
@@ -445,17 +444,18 @@ def _compile(run: Run):
     """Compiles the epoch program and the evaluation ahead of time; returns them, the chunk and the seconds taken."""
     start = time.perf_counter()
     config, state, mesh = run.config, run.state, run.mesh
-    extra = (state["model_state"],) if "model_state" in state else ()
-    penalty = lax_conv_on_cpu(run.model, state["params"], (config.batch_size, *run.train_images.shape[1:]), *extra)
+    model_state = state.get("model_state", ())
+    penalty = lax_conv_on_cpu(run.model, state["params"], (config.batch_size, *run.train_images.shape[1:]),
+                              model_state)
     chunk, unroll = plan_epoch(run.steps_per_epoch, config.steps_per_call, penalty)
     key, index = parallel.put_replicated((jax.random.key_data(jax.random.key(0)), np.int32(0)), mesh)
     train_chunk = make_train_chunk(
         run.model, run.tx, grad=config.grad, augment=config.augment, batch_size=config.batch_size,
         steps_per_epoch=run.steps_per_epoch, chunk=chunk, unroll=unroll, mesh=mesh).lower(
         state["params"], state["opt_state"], run.train_images, run.train_labels,
-        jax.random.wrap_key_data(key), index, *extra).compile()
+        jax.random.wrap_key_data(key), index, model_state).compile()
     evaluate = make_evaluate(run.model, mesh).lower(
-        state["params"], run.test.images, run.test.labels, run.test.mask, *extra).compile()
+        state["params"], run.test.images, run.test.labels, run.test.mask, model_state).compile()
     return train_chunk, evaluate, chunk, time.perf_counter() - start
 
 
@@ -483,10 +483,10 @@ def _train_epoch(run: Run, train_chunk, chunk: int, params, opt_state, epoch: in
     loss_sum, correct, done = 0.0, 0, 0
     for index in range(run.steps_per_epoch // chunk):
         key, position = parallel.put_replicated((jax.random.key_data(epoch_key), np.int32(index)), run.mesh)
-        extra = () if model_state is None else (model_state,)
-        params, opt_state, losses, hits, finite, *rest = train_chunk(
-            params, opt_state, run.train_images, run.train_labels, jax.random.wrap_key_data(key), position, *extra)
-        model_state = rest[0] if rest else None
+        params, opt_state, losses, hits, finite, new_state = train_chunk(
+            params, opt_state, run.train_images, run.train_labels, jax.random.wrap_key_data(key), position,
+            () if model_state is None else model_state)
+        model_state = None if model_state is None else new_state
         losses, hits, finite = parallel.to_host((losses, hits, finite))
         _check_finite(losses, finite, epoch, done + 1, run.workdir)
         loss_sum += float(np.sum(losses.astype(np.float64)))
@@ -550,8 +550,8 @@ def run_epochs(run: Run, *, progress: bool = True, stop_after: Optional[int] = N
                 model_state)
             epoch_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        extra = () if model_state is None else (model_state,)
-        test = parallel.to_host(evaluate(params, run.test.images, run.test.labels, run.test.mask, *extra))
+        test = parallel.to_host(evaluate(params, run.test.images, run.test.labels, run.test.mask,
+                                         () if model_state is None else model_state))
         record = _record(run, epoch, tuple(train), test, (epoch_seconds, time.perf_counter() - start))
         if epoch == first:
             record["compile_seconds"] = compile_seconds

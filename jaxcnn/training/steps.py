@@ -26,7 +26,6 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxcnn.nn.protocol import apply_with_state
 from jaxcnn.ops.conv import forward_only
 from jaxcnn.ops.activations import log_softmax
 from jaxcnn.proof import gradients
@@ -68,7 +67,7 @@ def lax_conv_on_cpu(model, params, x_shape, model_state=()) -> bool:
     if jax.default_backend() != "cpu":
         return False
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), (params, model_state))
-    jaxpr = jax.make_jaxpr(lambda p, s, x: apply_with_state(model, p, s, x)[0])(
+    jaxpr = jax.make_jaxpr(lambda p, s, x: model.apply_with_state(p, s, x)[0])(
         *abstract, jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32))
     return "conv_general_dilated" in str(jaxpr)
 
@@ -80,7 +79,7 @@ def _epoch_batches(key, count: int, steps: int, batch_size: int):
 
 def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, steps_per_epoch: int, chunk: int,
                      unroll: bool = False, mesh=None):
-    """``train_chunk(params, opt_state, images, labels, epoch_key, index[, model_state])``, jitted.
+    """``train_chunk(params, opt_state, images, labels, epoch_key, index, model_state=())``, jitted.
 
     Runs batches ``index * chunk ... (index + 1) * chunk - 1`` of the epoch that
     ``epoch_key`` shuffles (``split(epoch_key) = order_key, augment_key``); each
@@ -98,14 +97,14 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         returned state, losses and counts are replicated.
 
     Returns:
-      The jitted ``train_chunk``, donating ``params`` and ``opt_state``. Its
-      ``images`` are ``(N, H, W, C)``, ``labels`` ``(N,)`` ints, ``index`` an int32
-      scalar; it returns ``(params, opt_state, losses, correct, finite)``: the
-      updated state, and per step the mean batch loss ``(chunk,)``, the count of
-      correct predictions ``(chunk,)`` (on the augmented batch, before the
-      update) and whether the loss and every gradient entry were finite ``(chunk,)``.
-      A model that keeps state (BatchNorm) takes its ``model_state`` as a seventh
-      argument (donated too) and returns the updated one as a sixth value. A model
+      The jitted ``train_chunk``, donating ``params``, ``opt_state`` and
+      ``model_state``. Its ``images`` are ``(N, H, W, C)``, ``labels`` ``(N,)``
+      ints, ``index`` an int32 scalar, ``model_state`` the model's state (``()``
+      for a model without state); it always returns ``(params, opt_state,
+      losses, correct, finite, model_state)``: per step the mean batch loss
+      ``(chunk,)``, the count of correct predictions ``(chunk,)`` (on the
+      augmented batch, before the update) and whether the loss and every
+      gradient entry were finite ``(chunk,)``, and the updated states. A model
       with dropout draws step ``t``'s masks from ``fold_in(fold_in(epoch_key,
       DROPOUT_STREAM), t)``.
     """
@@ -113,7 +112,7 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
     mesh = parallel.data_mesh() if mesh is None else mesh
     split_batch = parallel.batch_sharded(mesh)
 
-    stateful, random = "state" in model.needs, "key" in model.needs
+    random = "key" in model.needs
 
     def step(images, labels, augment_key, dropout_key, state, inputs):
         params, opt_state, model_state = state
@@ -125,8 +124,7 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         # The logits come out of the differentiated forward itself: a second apply here for the accuracy
         # was not merged with it under autodiff (BENCHMARKS.md, "One forward per step").
         loss, grads, new_state, logits = gradients.loss_grad_and_logits(
-            model, params, x, y, mode=grad, state=model_state if stateful else None, key=key)
-        new_state = new_state if stateful else model_state
+            model, params, x, y, mode=grad, state=model_state, key=key)
         correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -141,10 +139,9 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         body = functools.partial(step, images, labels, augment_key, dropout_key)
         (params, opt_state, model_state), per_step = lax.scan(
             body, (params, opt_state, model_state), inputs, unroll=unroll)
-        return (params, opt_state, *per_step, model_state) if stateful else (params, opt_state, *per_step)
+        return (params, opt_state, *per_step, model_state)
 
-    donate = (0, 1, 6) if stateful else (0, 1)
-    return jax.jit(train_chunk, donate_argnums=donate, out_shardings=parallel.replicated(mesh))
+    return jax.jit(train_chunk, donate_argnums=(0, 1, 6), out_shardings=parallel.replicated(mesh))
 
 
 class EvalSet(NamedTuple):
@@ -191,7 +188,7 @@ def make_evaluate(model, mesh=None):
     def batch_totals(params, model_state, totals, batch):
         x, y, mask = batch
         x = lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
-        logits, _ = apply_with_state(model, params, model_state, x, train=False)
+        logits, _ = model.apply_with_state(params, model_state, x, train=False)
         nll = -jnp.take_along_axis(log_softmax(logits), y[:, None], axis=1)[:, 0]
         correct = jnp.sum((jnp.argmax(logits, axis=-1) == y) * (mask > 0))
         return (totals[0] + jnp.sum(nll * mask), totals[1] + correct), None

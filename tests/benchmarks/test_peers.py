@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import apply_with_state, init_with_state
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -46,14 +45,14 @@ def _jaxcnn(name):
     """Random params of jaxcnn's ``name`` (its pytree, from ``eval_shape`` of ``init``: tracing,
     no compile), a batch and jaxcnn's training-mode logits on it."""
     model = models.get_model(name)
-    _, params, state = jax.eval_shape(lambda k: init_with_state(model, k, (-1, *peer_nets.INPUT_SHAPE)),
+    _, params, state = jax.eval_shape(lambda k: model.init_with_state(k, (-1, *peer_nets.INPUT_SHAPE)),
                                       jax.random.key(0))
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map_with_path(lambda path, a: _random(path, a.shape, rng).astype(np.float32), params)
     state = jax.tree_util.tree_map_with_path(
         lambda path, a: np.full(a.shape, 1.0 if path[-1].key == "var" else 0.0, np.float32), state)
     x = rng.uniform(size=(BATCH, *peer_nets.INPUT_SHAPE)).astype(np.float32)
-    logits, _ = jax.jit(lambda p, s, x: apply_with_state(model, p, s, x, train=True))(params, state, x)
+    logits, _ = jax.jit(lambda p, s, x: model.apply_with_state(p, s, x, train=True))(params, state, x)
     return params, x, np.asarray(logits)
 
 

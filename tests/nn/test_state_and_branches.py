@@ -103,30 +103,30 @@ def _bn_net():
 @pytest.mark.slow
 def test_batch_norm_layer_trains_on_batch_statistics_and_moves_running_ones(x64):
     model = _bn_net()
-    _, params, state = L.init_with_state(model, jax.random.key(0), (-1, 6, 6, 2))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 6, 6, 2))
     params, state = _as64(params), _as64(state)
     assert_close(state[1]["mean"], np.zeros(3), rtol=0)
     assert_close(state[1]["var"], np.ones(3), rtol=0)
     x = _normal(3, (5, 6, 6, 2)) * 2 + 1
-    y, new_state = L.apply_with_state(model, params, state, x, train=True)
+    y, new_state = model.apply_with_state(params, state, x, train=True)
     h = model.layers[0].apply(params[0], x)
     mean, var = batch_moments(h)
     assert_close(new_state[1]["mean"], 0.2 * mean, rtol=1e-12)
     assert_close(new_state[1]["var"], 0.8 + 0.2 * var, rtol=1e-12)
     expected = batch_norm(h, params[1]["scale"], params[1]["offset"])
-    assert_close(L.apply_with_state(model.layers[1], params[1], state[1], h, train=True)[0], expected, rtol=1e-12)
+    assert_close(model.layers[1].apply_with_state(params[1], state[1], h, train=True)[0], expected, rtol=1e-12)
     # evaluation: the running statistics, state unchanged
-    y_eval, same = L.apply_with_state(model, params, new_state, x, train=False)
+    y_eval, same = model.apply_with_state(params, new_state, x, train=False)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), same, new_state))
     bn_eval = (h - new_state[1]["mean"]) / jnp.sqrt(new_state[1]["var"] + 1e-5)
-    assert_close(L.apply_with_state(model.layers[1], params[1], new_state[1], h)[0], bn_eval, rtol=1e-12)
+    assert_close(model.layers[1].apply_with_state(params[1], new_state[1], h)[0], bn_eval, rtol=1e-12)
     assert y.shape == y_eval.shape == (5, 4)
 
 
 @pytest.mark.slow
 def test_batch_norm_three_modes_agree_on_grads_and_state(x64):
     model = _bn_net()
-    _, params, state = L.init_with_state(model, jax.random.key(1), (-1, 6, 6, 2))
+    _, params, state = model.init_with_state(jax.random.key(1), (-1, 6, 6, 2))
     params, state = _as64(params), _as64(state)
     x, labels = _normal(4, (4, 6, 6, 2)), jnp.array([0, 1, 2, 3])
     results = _three_modes(model, params, x, labels, state=state)
@@ -136,13 +136,13 @@ def test_batch_norm_three_modes_agree_on_grads_and_state(x64):
 
 def test_batch_norm_eval_mode_backprop_equals_autodiff(x64):
     layer = L.BatchNorm()
-    _, params, state = L.init_with_state(layer, jax.random.key(0), (-1, 3, 4))
+    _, params, state = layer.init_with_state(jax.random.key(0), (-1, 3, 4))
     state = {"mean": _normal(1, (4,)), "var": jnp.abs(_normal(2, (4,))) + 0.5}
     params = {"scale": _normal(3, (4,)), "offset": _normal(4, (4,))}
     x, dy = _normal(5, (2, 3, 4)), _normal(6, (2, 3, 4))
-    y, residuals, _ = L.forward_with_state(layer, params, state, x, train=False)
+    y, residuals, _ = layer.forward_with_state(params, state, x, train=False)
     grads, dx = layer.backward(params, residuals, dy)
-    _, pullback = jax.vjp(lambda p, v: L.apply_with_state(layer, p, state, v, train=False)[0], params, x)
+    _, pullback = jax.vjp(lambda p, v: layer.apply_with_state(p, state, v, train=False)[0], params, x)
     expected_grads, expected_dx = pullback(dy)
     assert_close(dx, expected_dx, rtol=1e-12)
     for key in ("scale", "offset"):
@@ -159,8 +159,8 @@ def test_stateful_model_without_state_is_a_clear_error():
     for mode in MODES:
         with pytest.raises(ValueError, match="pass state="):
             jaxcnn.loss_and_grad(model, params, x, labels, mode=mode)
-    with pytest.raises(ValueError, match="state must hold one entry per sub-layer"):
-        L.apply_with_state(model, params, [()], x)
+    with pytest.raises(ValueError, match="expects state with one entry per layer"):
+        model.apply_with_state(params, [()], x)
 
 
 # -------------------------------------------------------------------- Dropout
@@ -175,19 +175,19 @@ def test_dropout_layer_key_and_modes(x64):
     key = jax.random.key(7)
     # evaluation: dropout is the identity, no key needed
     plain = L.serial(*model.layers[:3], model.layers[4])
-    y_eval, _ = L.apply_with_state(model, params, (), x)
+    y_eval, _ = model.apply_with_state(params, (), x)
     assert_close(y_eval, plain.apply([params[0], params[1], params[2], params[4]], x), rtol=1e-12)
     # training: the same key gives the same mask, another key another one
-    first = L.apply_with_state(model, params, (), x, key=key, train=True)[0]
-    again = L.apply_with_state(model, params, (), x, key=key, train=True)[0]
-    other = L.apply_with_state(model, params, (), x, key=jax.random.key(8), train=True)[0]
+    first = model.apply_with_state(params, (), x, key=key, train=True)[0]
+    again = model.apply_with_state(params, (), x, key=key, train=True)[0]
+    other = model.apply_with_state(params, (), x, key=jax.random.key(8), train=True)[0]
     assert bool(jnp.all(first == again)) and not bool(jnp.all(first == other))
     with pytest.raises(ValueError, match="needs a key in training"):
-        L.apply_with_state(model, params, (), x, train=True)
+        model.apply_with_state(params, (), x, train=True)
     with pytest.raises(ValueError, match="pass key="):
         jaxcnn.loss_and_grad(model, params, x, labels)
     results = _three_modes(model, params, x, labels, key=key)
-    assert all(len(result) == 2 for result in results.values())
+    assert all(len(result) == 3 and result[2] == () for result in results.values())
     _assert_modes_agree(results)
 
 
@@ -202,12 +202,12 @@ def test_dropout_bad_rate(rate):
 
 @pytest.mark.slow
 def test_stateless_model_is_unchanged():
-    """A model without state or randomness needs no state and returns (loss, grads), as before."""
+    """A model without state or randomness has the state ``()`` and gets it back from loss_and_grad."""
     model = models.classic_net()
-    assert model.needs == frozenset() and model.apply_with_state is None
+    assert model.needs == frozenset() and model.init_with_state(jax.random.key(0), models.MNIST_SHAPE)[2] == ()
     _, params = model.init(jax.random.key(0), models.MNIST_SHAPE)
     out = jaxcnn.loss_and_grad(model, params, jnp.zeros((2, 28, 28, 1)), jnp.array([1, 2]))
-    assert len(out) == 2
+    assert len(out) == 3 and out[2] == ()
 
 
 def test_resnet_structure_and_parameter_count():
@@ -216,7 +216,7 @@ def test_resnet_structure_and_parameter_count():
     shapes = []
 
     def init(key):
-        shape, params, state = L.init_with_state(model, key, models.MNIST_SHAPE)
+        shape, params, state = model.init_with_state(key, models.MNIST_SHAPE)
         shapes.append(tuple(shape))
         return params, state
 
@@ -241,7 +241,7 @@ def test_resnet_structure_and_parameter_count():
 @pytest.mark.slow
 def test_resnet_three_modes_agree_in_float64(x64):
     model = models.resnet(blocks_per_stage=1, channels=(4, 8, 8))
-    _, params, state = L.init_with_state(model, jax.random.key(0), (-1, 12, 12, 1))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 12, 12, 1))
     params, state = _as64(params), _as64(state)
     x, labels = _normal(1, (3, 12, 12, 1)), jnp.array([1, 5, 9])
     results = _three_modes(model, params, x, labels, state=state)

@@ -44,7 +44,7 @@ def test_lecture_net_table_text():
 def test_param_count_equals_initialised_params():
     """The summary's counts are those of the real parameters ``init`` returns."""
     model = lecture_net()
-    shape, params = jax.eval_shape(lambda key: model.init(key, (1, 28, 28, 1)), jax.random.key(0))
+    shape, params = jax.eval_shape(lambda key: model.init(key, (-1, 28, 28, 1)), jax.random.key(0))
     assert param_count(params) == 14_768_826
     assert [param_count(p) for p in params] == [row.params for row in layer_rows(model, (28, 28, 1))]
     assert param_count({"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}) == 16
@@ -117,7 +117,7 @@ def test_resnet_summary_counts_and_total():
 
 
 def test_other_parameter_layers_use_the_sum_of_sizes():
-    scale = Layer(lambda key, shape: (shape, {"gamma": jnp.ones(shape[-1:]), "beta": jnp.zeros(shape[-1:])}),
+    scale = Layer(lambda key, shape: (shape, {"gamma": jnp.ones(shape[-1:]), "beta": jnp.zeros(shape[-1:])}, ()),
                   None, None, None, "Scale")
     (row,) = layer_rows(scale, (5, 3))
     assert (row.name, row.output_shape, row.params, row.formula) == ("Scale", (5, 3), 6, "3+3")

@@ -20,6 +20,8 @@ from jaxcnn.ops.activations import (
     gelu_backward,
     leaky_relu,
     leaky_relu_backward,
+    mish,
+    mish_backward,
     relu,
     relu_backward,
     sigmoid,
@@ -51,9 +53,10 @@ ACTIVATIONS = {
     "gelu_tanh": (gelu, _as_rule(gelu_backward), [{"approximate": True}]),
     "softplus": (softplus, _as_rule(softplus_backward), [{}]),
     "silu": (silu, _as_rule(silu_backward), [{}]),
+    "mish": (mish, _as_rule(mish_backward), [{}]),
 }
 NAMES = sorted(ACTIVATIONS)
-SMOOTH = ["tanh", "sigmoid", "elu", "gelu", "gelu_tanh", "softplus", "silu"]
+SMOOTH = ["tanh", "sigmoid", "elu", "gelu", "gelu_tanh", "softplus", "silu", "mish"]
 SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 40.0, -40.0, 1e3, -1e3]
 SHAPES = [(1,), (7,), (2, 3), (2, 2, 3)]
 
@@ -115,6 +118,7 @@ def _torch_reference(name, x, config):
         "gelu_tanh": lambda: functional.gelu(t, approximate="tanh"),
         "softplus": lambda: functional.softplus(t),  # x itself above its threshold 20
         "silu": lambda: functional.silu(t),
+        "mish": lambda: functional.mish(t),
     }[name]()
     return reference.numpy()
 

@@ -396,7 +396,7 @@ def test_evaluation_resolves_auto_for_a_forward_alone():
     """ResNet's padded 3×3 convs train explicit (a rolled epoch scan) and evaluate with XLA's convolution
     (conv.resolve_impl's forward-only row)."""
     model = models.resnet(blocks_per_stage=1)
-    _, params, state = layers.init_with_state(model, jax.random.key(0), (-1, 28, 28, 1))
+    _, params, state = model.init_with_state(jax.random.key(0), (-1, 28, 28, 1))
     assert not steps.lax_conv_on_cpu(model, params, (4, 28, 28, 1), state)
     test = steps.batch_for_eval(np.zeros((4, 28, 28, 1), np.float32), np.zeros((4,), np.int32), 4)
     program = jax.make_jaxpr(steps.make_evaluate(model))(params, test.images, test.labels, test.mask, state)

@@ -12,7 +12,7 @@ import pytest
 
 from jaxcnn import cli
 from jaxcnn.nn import layers
-from jaxcnn.proof import gradcheck, gradients
+from jaxcnn.proof import gradients, mode_comparison
 
 
 def _model_and_params(dtype):
@@ -25,9 +25,9 @@ def test_sliced_gradients_equal_the_whole_batch_in_float64(x64):
     model, params = _model_and_params(jnp.float64)
     x = jax.random.normal(jax.random.key(1), (10, 6, 6, 1), jnp.float64)
     labels = jnp.arange(10) % 4
-    whole = gradcheck.mode_gradients(model, params, x, labels)
+    whole = mode_comparison.mode_gradients(model, params, x, labels)
     seen = []
-    sliced = gradcheck.mode_gradients(model, params, x, labels, chunk=3, progress=lambda *done: seen.append(done))
+    sliced = mode_comparison.mode_gradients(model, params, x, labels, chunk=3, progress=lambda *done: seen.append(done))
     assert seen == [(3, 10), (6, 10), (9, 10), (10, 10)]  # slices of 3, 3, 3 and 1
     for mode in gradients.MODES:  # each mode sliced equals itself whole, and equals autodiff
         for a, b, c in zip(jax.tree.leaves(whole[mode]), jax.tree.leaves(sliced[mode]),
@@ -42,9 +42,9 @@ def test_compare_modes_in_slices_agrees_with_one_batch():
     images = np.asarray(jax.random.uniform(jax.random.key(2), (12, 8, 8, 1)))
     labels = np.arange(12) % 10
     seen = []
-    sliced = gradcheck.compare_modes(images, labels, "sequence", batch=12, chunk=5,
+    sliced = mode_comparison.compare_modes(images, labels, "sequence", batch=12, chunk=5,
                                      progress=lambda *done: seen.append(done))
-    whole = gradcheck.compare_modes(images, labels, "sequence", batch=12, chunk=12)
+    whole = mode_comparison.compare_modes(images, labels, "sequence", batch=12, chunk=12)
     assert seen == [(5, 12), (10, 12), (12, 12)]
     assert [row[:4] for row in sliced] == [row[:4] for row in whole]
     assert max(max(row.rel_manual, row.rel_backprop) for row in sliced) < 1e-5
@@ -52,7 +52,7 @@ def test_compare_modes_in_slices_agrees_with_one_batch():
 
 @pytest.mark.slow
 def test_check_grads_with_many_slices_reports_progress(capsys, monkeypatch):
-    monkeypatch.setattr(gradcheck, "CHUNK", 8)
+    monkeypatch.setattr(mode_comparison, "CHUNK", 8)
     assert cli.main(["check-grads", "--model", "sequence", "--batch", "20"]) == 0
     out, err = capsys.readouterr()
     progress = err.strip().splitlines()

@@ -1,4 +1,5 @@
-"""Compares the three gradient modes parameter by parameter on a batch of digits.
+"""Compares the three gradient modes: parameter by parameter on a batch of digits (the
+``check-grads`` command), and as a proof of a whole model (:func:`assert_modes_agree`).
 
 The digits come in as arguments (the CLI passes the bundled MNIST test digits), so the proof
 floor does not import the training floor's data loaders.
@@ -10,9 +11,11 @@ from typing import List, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcnn.nn import models
-from jaxcnn.nn.protocol import init_with_state
+from jaxcnn.nn.protocol import layer_at, path_name
+from jaxcnn.ops.losses import softmax_cross_entropy
 from jaxcnn.proof import gradients
 
 
@@ -42,7 +45,7 @@ def _differences(reference, other):
 CHUNK = 256  # examples per compiled gradient call in compare_modes: memory stays that of one chunk
 
 
-def mode_gradients(model, params, x, labels, *, state=None, key=None, chunk=None, progress=None) -> dict:
+def mode_gradients(model, params, x, labels, *, state=(), key=None, chunk=None, progress=None) -> dict:
     """``{mode: grads}`` for every mode of ``gradients.MODES``, each under ``jit``.
 
     With ``state`` or ``key`` the model runs in training mode (batch statistics, dropout with ``key``).
@@ -89,21 +92,6 @@ def mode_gradients(model, params, x, labels, *, state=None, key=None, chunk=None
 DTYPES = ("float32", "float64")
 
 
-def _path_name(path) -> str:
-    return "/".join(str(getattr(entry, "key", getattr(entry, "idx", entry))) for entry in path)
-
-
-def _layer_name(model, path) -> str:
-    """The name of the innermost layer of ``model`` that ``path`` (into its params) reaches."""
-    layer = model
-    for entry in path:
-        index = getattr(entry, "idx", None)
-        if index is None or not layer.layers or index >= len(layer.layers):
-            break
-        layer = layer.layers[index]
-    return layer.name
-
-
 def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto", *, batch: int = 32,
                   seed: int = 0, dtype: str = "float32", chunk: int = CHUNK, progress=None) -> List[Row]:
     """Gradients of ``model_name`` on the first ``batch`` of ``images``/``labels``, compared.
@@ -130,12 +118,12 @@ def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     with jax.enable_x64(dtype == "float64"):
         model = models.get_model(model_name, impl=impl)
-        _, params, state = init_with_state(model, jax.random.key(seed), (-1, *images.shape[1:]))
+        _, params, state = model.init_with_state(jax.random.key(seed), (-1, *images.shape[1:]))
         params, state = jax.tree.map(lambda a: jnp.asarray(a, dtype), (params, state))
         key = jax.random.fold_in(jax.random.key(seed), 1) if "key" in model.needs else None
         x = jnp.asarray(images[:batch], dtype)
         grads = mode_gradients(model, params, x, jnp.asarray(labels[:batch]),
-                               state=state if "state" in model.needs else None, key=key, chunk=chunk,
+                               state=state, key=key, chunk=chunk,
                                progress=progress)
         rows = []
         leaves = jax.tree_util.tree_flatten_with_path(grads["autodiff"])[0]
@@ -144,7 +132,7 @@ def compare_modes(images, labels, model_name: str = "classic", impl: str = "auto
             manual = _differences(reference, others["manual"][number])
             backprop = _differences(reference, others["backprop"][number])
             top = getattr(path[0], "idx", 0) if path else 0
-            rows.append(Row(top, _layer_name(model, path), _path_name(path[1:]), tuple(reference.shape),
+            rows.append(Row(top, layer_at(model, path), path_name(path[1:]), tuple(reference.shape),
                             *manual, *backprop))
     # within one layer (or sub-layer), the kernel ``w`` first, then the rest in name order
     return sorted(rows, key=lambda row: (row.layer, *_kernel_first(row.param)))
@@ -165,3 +153,68 @@ def format_rows(rows: List[Row]) -> str:
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
+
+
+def assert_modes_agree(model, params, x, labels, *, loss=softmax_cross_entropy, state=(), key=None,
+                       rtol=1e-10) -> float:
+    """Proves a whole layer or model: loss, gradients and new state agree in the three modes, in float64.
+
+    The way :func:`jaxcnn.testing.assert_hand_rule` proves an op, this proves what a model's
+    layers wire together: ``loss_and_grad`` under ``jax.jit`` in ``"autodiff"`` (the oracle:
+    JAX differentiates the plain forward), ``"manual"`` (every op's VJP its hand rule) and
+    ``"backprop"`` (the explicit sweep through every layer's ``backward``), with float64 on and
+    the floating leaves of ``params``, ``state`` and ``x`` cast to float64. A wrong layer rule,
+    a combinator that drops a path, or a hand-rule loss that is off shows as a difference.
+
+    It proves only the inputs it is given: one ``params``, one batch, one ``key``. Draw them
+    with hypothesis to cover shapes and values, e.g.::
+
+        from hypothesis import given, settings, strategies as st
+
+        @settings(max_examples=10, deadline=None)
+        @given(batch=st.integers(1, 4), seed=st.integers(0, 2**16))
+        def test_my_model(batch, seed):
+            _, params, state = model.init_with_state(jax.random.key(seed), (-1, 8, 8, 1))
+            x = jax.random.normal(jax.random.key(seed + 1), (batch, 8, 8, 1))
+            labels = jnp.arange(batch) % 3
+            jaxcnn.testing.assert_modes_agree(model, params, x, labels, state=state)
+
+    Args:
+      model: a :class:`jaxcnn.nn.protocol.Layer`.
+      params, state: its params and state (``()`` for a model without state).
+      x, labels: a batch and what ``loss`` compares the output with.
+      loss: a loss with a hand rule (a :class:`jaxcnn.ops.hand_rule.Op`).
+      key: the PRNG key, for a model that draws random numbers in training.
+      rtol: the largest difference accepted, relative to each array's largest magnitude.
+
+    Returns:
+      The largest relative difference found (``<= rtol``).
+
+    Raises:
+      AssertionError: naming the mode, the quantity (``loss``, ``grads``, ``state``), the
+        parameter path and the innermost layer it belongs to.
+    """
+    with jax.enable_x64(True):
+        as64 = lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a
+        params, state, x = jax.tree.map(as64, (params, state, x))
+        labels = jax.tree.map(as64, labels)
+        run = jax.jit(lambda p, s, xs, ys: {mode: gradients.loss_and_grad(model, p, xs, ys, mode=mode, loss=loss,
+                                                                         state=s, key=key)
+                                            for mode in gradients.MODES})
+        results = jax.device_get(run(params, state, x, labels))
+    worst = 0.0
+    reference = results["autodiff"]
+    for mode in gradients.MODES[1:]:
+        for what, expected, actual in zip(("loss", "grads", "state"), reference, results[mode]):
+            expected_leaves = jax.tree_util.tree_flatten_with_path(expected)[0]
+            actual_leaves = jax.tree_util.tree_leaves(actual)
+            for (path, want), got in zip(expected_leaves, actual_leaves):
+                scale = max(float(np.max(np.abs(want))) if np.size(want) else 0.0, np.finfo(np.float64).tiny)
+                difference = float(np.max(np.abs(np.asarray(got) - np.asarray(want)))) / scale if np.size(want) else 0.0
+                worst = max(worst, difference)
+                if not difference <= rtol:
+                    where = f" {path_name(path)} (layer {layer_at(model, path)})" if what != "loss" else ""
+                    raise AssertionError(
+                        f"mode {mode!r} differs from 'autodiff' in {what}{where}: relative difference "
+                        f"{difference:.3g} > rtol={rtol:g}")
+    return worst

@@ -35,7 +35,7 @@ import _timing as bench
 from jaxcnn.nn import models
 from jaxcnn.training import steps
 from jaxcnn.training import loop as train
-from jaxcnn.ops.conv import IMPLS, conv, conv_config, resolve_impl, supported_impls
+from jaxcnn.ops.convolution import IMPLS, conv, conv_config, resolve_impl, supported_impls
 
 MODES = ("autodiff", "manual", "backprop")
 CONV_SHAPES = {  # name: (input (N excluded), kernel window, out channels)

@@ -37,9 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxcnn.ops.conv  # pylint: disable=unused-import
-import jaxcnn.ops.dense  # pylint: disable=unused-import
-from jaxcnn.ops.conv.explicit import patch_matrix
+from jaxcnn.ops.convolution.explicit import patch_matrix
 from jaxcnn.ops import losses
 from jaxcnn.ops import pool as pool_lib
 from jaxcnn.nn import models
@@ -48,8 +46,8 @@ import _timing as bench
 from peer_nets import oihw, torch_net  # benchmarks/ is the script's path
 from step_levers import partial_lowering  # the lever's one definition
 
-conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the modules (jaxcnn.ops.conv and jaxcnn.ops.dense name the functions)
-dense_lib = _sys.modules["jaxcnn.ops.dense"]
+from jaxcnn.ops import convolution as conv_lib  # noqa: E402
+from jaxcnn.ops import linear as dense_lib  # noqa: E402
 
 
 def _vjp_call(function, arguments, cotangent):

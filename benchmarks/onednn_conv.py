@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.ops import onednn
-from jaxcnn.ops.conv import conv_config
+from jaxcnn.ops.convolution import conv_config
 from jaxcnn.training import bench
 
 #: name -> (input spatial, C_in, C_out, window, padding)

@@ -10,7 +10,7 @@ random 5,000-image set (40 batches of ``--batch`` 125), AdamW, augment none, one
 ``--second-forward`` adds, for each candidate, the step as it was before the step took its accuracy from the
 differentiated forward: the accuracy's logits come from a second ``apply`` (suffix ``+2fwd``).
 ``--evals`` times ``steps.make_evaluate`` on ``--test-images`` 10,000 random test images; a candidate is ``MODEL:IMPL:BATCH``
-(``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.conv.forward_only`, as evaluation does; ``auto-unchunked`` is
+(``IMPL`` ``auto`` resolves with :func:`jaxcnn.ops.convolution.forward_only`, as evaluation does; ``auto-unchunked`` is
 that resolution as it was before the chunked explicit forward: ``lax`` for every padded 3×3 conv with >= 8 input
 channels, the explicit forward's patches in one piece).
 Prints ms per training step and seconds per evaluation, medians over ``--rounds`` interleaved rounds with every
@@ -36,12 +36,11 @@ import numpy as np
 import optax
 
 from jaxcnn.nn import models
-import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.proof import gradients
 from jaxcnn.training import steps
 import _timing as bench
 
-conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the module (jaxcnn.ops.conv names the function)
+from jaxcnn.ops import convolution as conv_lib  # noqa: E402
 
 CHUNK, STEPS_PER_EPOCH = 8, 40
 

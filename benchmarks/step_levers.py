@@ -18,7 +18,7 @@ variants, and times one call per round, rounds interleaved, medians:
   Not the same network: it bounds from above what fusing bias + ReLU into the convolution's GEMM could save,
   because such a fusion still has to compute both, only without their separate passes over memory.
 * ``winograd`` (``--grads manual`` only: under autodiff the row changes nothing): ``auto`` with the hand rule's
-  Winograd row switched on (``AUTO.with_rules(winograd_rule(16))`` of ``jaxcnn.ops.conv``, off by default;
+  Winograd row switched on (``AUTO.with_rules(winograd_rule(16))`` of ``jaxcnn.ops.convolution``, off by default;
   ``winograd_rule`` says why), so every 3×3 stride-1 layer with >= 16 input channels runs Winograd's forward
   and hand rule.
 * ``partial-lowering``: the ``explicit`` impl's forward and hand rule replaced, for 2-D stride-1 ungrouped
@@ -53,13 +53,12 @@ from jax.flatten_util import ravel_pytree
 
 from jaxcnn.nn import models
 from jaxcnn.nn.layers import Conv, Dense, Flatten, MaxPool, Relu, serial
-import jaxcnn.ops.conv  # pylint: disable=unused-import
 from jaxcnn.ops import patches
 from jaxcnn.proof.gradients import MODES
 from jaxcnn.training import loop, steps
 import _timing as bench
 
-conv_lib = _sys.modules["jaxcnn.ops.conv"]  # the module (jaxcnn.ops.conv names the function)
+from jaxcnn.ops import convolution as conv_lib  # noqa: E402
 
 VARIANTS = ("tree", "flat-opt", "flat", "no-bias-relu", "winograd", "partial-lowering", "partial-lowering-forward")
 
@@ -133,7 +132,7 @@ def partial_lowering_kernel_grad(dy, x, w_shape):
 
 def partial_lowering_impl(*, rule=True):
     """The ``explicit`` impl with its forward (and, with ``rule``, its hand rule) through the partial lowering
-    where it applies (2-D, stride 1, undilated, ungrouped, >= 16 input channels), as a ``jaxcnn.ops.conv.Impl``."""
+    where it applies (2-D, stride 1, undilated, ungrouped, >= 16 input channels), as a ``jaxcnn.ops.convolution.Impl``."""
     explicit = conv_lib.REGISTRY["explicit"]
     applies = lambda x_shape, w_shape, config: (len(w_shape) == 4 and config.stride == (1, 1)
                                                 and config.dilation == (1, 1) and config.groups == 1

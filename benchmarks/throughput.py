@@ -465,7 +465,7 @@ def print_model(summary):
 
 def conv_table(batch, rounds, with_torch=True):
     """``jaxcnn.conv(impl="auto")`` fwd+bwd vs PyTorch ``conv2d`` fwd+bwd (NCHW, channels-last)."""
-    from jaxcnn.ops.conv import conv_config, resolve_impl  # pylint: disable=import-outside-toplevel
+    from jaxcnn.ops.convolution import conv_config, resolve_impl  # pylint: disable=import-outside-toplevel
 
     spatial, window, out_channels = CONV_SHAPE
     x = jax.random.normal(jax.random.key(0), (batch, *spatial), jnp.float32)

@@ -28,7 +28,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 from jaxcnn.nn import models  # noqa: E402
-from jaxcnn.nn.summary import summarize_named  # noqa: E402
+from jaxcnn.nn.summaries import summarize_named  # noqa: E402
 from jaxcnn.proof import gradients  # noqa: E402
 from jaxcnn.training import augment, checkpoint, data, interrupt, parallel  # noqa: E402
 from jaxcnn.training import loop as train  # noqa: E402

@@ -159,9 +159,9 @@ def _resolves(dotted):
 
 
 def test_module_path_check_rejects_a_wrong_path():
-    assert _resolves("jaxcnn.ops.conv.resolve_impl")
+    assert _resolves("jaxcnn.ops.convolution.resolve_impl")
     assert not _resolves("jaxcnn.ops.no_such_module")
-    assert not _resolves("jaxcnn.ops.conv.no_such_name")
+    assert not _resolves("jaxcnn.ops.convolution.no_such_name")
 
 
 @pytest.mark.parametrize("path", [_page_param(p) for p in PAGES])

@@ -199,8 +199,6 @@ def test_no_exported_name_is_both_a_module_and_a_function(face):
     assert _clashes(face) == []
 
 
-@pytest.mark.xfail(strict=True, reason="ops/conv.py, conv_transpose.py, dense.py, dropout.py and nn/summary.py "
-                   "share their function's name; renaming those modules is left to the merge of the floors' rework")
 @pytest.mark.parametrize("face", ["jaxcnn.ops", "jaxcnn.nn"])
 def test_no_floor_name_is_both_a_module_and_a_function(face):
     assert _clashes(face) == []

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.ops.activations import relu
-from jaxcnn.ops.conv import conv
+from jaxcnn.ops.convolution import conv
 from jaxcnn.ops.pool import max_pool
 
 HAND_KERNELS = {

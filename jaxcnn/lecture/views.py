@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.ops.conv import conv, conv_config, supported_impls
+from jaxcnn.ops.convolution import conv, conv_config, supported_impls
 from jaxcnn.nn.layers import Conv
 from jaxcnn.nn.models import lecture_net
 from jaxcnn.ops.padding import conv_output_size
-from jaxcnn.nn.summary import layer_rows
+from jaxcnn.nn.summaries import layer_rows
 from jaxcnn.lecture.toeplitz import conv_matrix, convolve
 
 TOEPLITZ = "toeplitz"

@@ -17,11 +17,15 @@ from jaxcnn.nn.layers import (
     LayerNorm,
     LeakyRelu,
     MaxPool,
+    Mish,
     Relu,
     Sigmoid,
     Silu,
     Softplus,
     Tanh,
+    check_input_shape,
+    layer_from_op,
+    op_layer,
 )
 from jaxcnn.nn.models import (
     basic_block,
@@ -32,16 +36,18 @@ from jaxcnn.nn.models import (
     resnet,
     sequence_net,
 )
-from jaxcnn.nn.protocol import Layer, apply_with_state, forward_with_state, init_with_state, stateful_layer
+from jaxcnn.nn.protocol import Layer, check_structure, stateless_layer
 from jaxcnn.nn.stateful import BatchNorm, Dropout
-from jaxcnn.nn.summary import layer_rows, param_count, summarize_named, summary
+from jaxcnn.nn.summaries import layer_rows, param_count, summarize_named, summary
 
 __all__ = [
     # the protocol
-    "Layer", "init_with_state", "apply_with_state", "forward_with_state", "stateful_layer",
+    "Layer", "stateless_layer", "check_structure", "check_input_shape",
+    # a layer from an op with its hand rule (the user's own, or one of jaxcnn.ops)
+    "layer_from_op", "op_layer",
     # layers
     "Conv", "ConvTranspose", "Dense", "Flatten", "MaxPool", "AvgPool", "GlobalAvgPool",
-    "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Gelu", "Softplus", "Silu",
+    "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Gelu", "Softplus", "Silu", "Mish",
     "LayerNorm", "GroupNorm", "BatchNorm", "Dropout",
     # combinators
     "serial", "parallel", "residual", "FanOut", "FanInSum", "FanInConcat", "Identity",

@@ -27,10 +27,10 @@ from jaxcnn.nn.protocol import Layer, stateless_layer  # noqa: F401
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.nn.stateful import BatchNorm, Dropout  # noqa: F401
 from jaxcnn.ops.activations import elu, gelu, leaky_relu, mish, relu, sigmoid, silu, softplus, tanh
-from jaxcnn.ops.conv import IMPLS, conv, conv_backward, conv_config, conv_forward
-from jaxcnn.ops.conv_transpose import IMPLS as TRANSPOSE_IMPLS
-from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward, transpose_config
-from jaxcnn.ops.dense import dense
+from jaxcnn.ops.convolution import IMPLS, conv, conv_backward, conv_config, conv_forward
+from jaxcnn.ops.transposed_conv import IMPLS as TRANSPOSE_IMPLS
+from jaxcnn.ops.transposed_conv import conv_transpose, conv_transpose_backward, transpose_config
+from jaxcnn.ops.linear import dense
 from jaxcnn.ops.hand_rule import Op
 from jaxcnn.ops.norms import group_norm, layer_norm
 from jaxcnn.ops.pool import avg_pool, global_avg_pool, max_pool
@@ -252,7 +252,7 @@ def Flatten():
 
 def ConvTranspose(out_channels, window, *, stride=1, padding="VALID", output_padding=0, dilation=1, groups=1,
                   impl="auto", init="he"):
-    """Transposed convolution layer (:func:`jaxcnn.ops.conv_transpose.conv_transpose`): the adjoint
+    """Transposed convolution layer (:func:`jaxcnn.ops.transposed_conv.conv_transpose`): the adjoint
     of a ``Conv`` from ``out_channels`` to the input's channels, upsampling by ``stride``.
 
     Params ``{"w": (*window, out_channels // groups, C_in), "b": (out_channels,)}``: ``w`` is the

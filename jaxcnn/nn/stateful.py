@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.nn.protocol import Layer
-from jaxcnn.ops.dropout import dropout, dropout_backward
+from jaxcnn.ops.stochastic import dropout, dropout_backward
 from jaxcnn.ops.norms import (
     batch_moments, batch_norm, batch_norm_backward, batch_norm_inference, batch_norm_inference_backward,
 )
@@ -93,7 +93,7 @@ def BatchNorm(*, momentum: float = 0.9, eps: float = 1e-5):
 def Dropout(rate: float):
     """Inverted dropout: in training keeps each element with probability ``1 - rate`` and scales
     it by ``1 / (1 - rate)``; the identity in evaluation. No params, no state; needs a key in
-    training (:func:`jaxcnn.ops.dropout.dropout`, whose hand rule reuses the key's mask)."""
+    training (:func:`jaxcnn.ops.stochastic.dropout`, whose hand rule reuses the key's mask)."""
     rate = _check_real("rate", rate, 0.0, 1.0)
 
     def init_ws(key, input_shape):

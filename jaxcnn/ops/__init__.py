@@ -14,6 +14,8 @@ from jaxcnn.ops.activations import (
     leaky_relu,
     leaky_relu_backward,
     log_softmax,
+    mish,
+    mish_backward,
     relu,
     relu_backward,
     sigmoid,
@@ -26,10 +28,11 @@ from jaxcnn.ops.activations import (
     tanh,
     tanh_backward,
 )
-from jaxcnn.ops.conv import conv, conv_backward
-from jaxcnn.ops.conv_transpose import conv_transpose, conv_transpose_backward
-from jaxcnn.ops.dense import dense, dense_backward
-from jaxcnn.ops.dropout import dropout, dropout_backward
+from jaxcnn.ops.convolution import conv, conv_backward
+from jaxcnn.ops.transposed_conv import conv_transpose, conv_transpose_backward
+from jaxcnn.ops.linear import dense, dense_backward
+from jaxcnn.ops.stochastic import dropout, dropout_backward
+from jaxcnn.ops.hand_rule import ForwardModeError, Op, declare
 from jaxcnn.ops.losses import (
     mean_squared_error,
     mean_squared_error_backward,
@@ -63,7 +66,7 @@ __all__ = [
     # activations
     "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
     "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward",
-    "softplus", "softplus_backward", "silu", "silu_backward", "softmax", "log_softmax",
+    "softplus", "softplus_backward", "silu", "silu_backward", "mish", "mish_backward", "softmax", "log_softmax",
     # convolutions, dense, dropout
     "conv", "conv_backward", "conv_transpose", "conv_transpose_backward",
     "dense", "dense_backward", "dropout", "dropout_backward",
@@ -76,6 +79,8 @@ __all__ = [
     "layer_norm", "layer_norm_backward", "group_norm", "group_norm_backward",
     # pooling
     "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool", "global_avg_pool_backward",
+    # declaring an op with its hand rule
+    "declare", "Op", "ForwardModeError",
     # shape arithmetic
     "conv_output_size", "conv_transpose_output_size",
 ]

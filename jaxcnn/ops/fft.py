@@ -14,9 +14,9 @@ Spatial axes are transformed with ``jnp.fft.rfftn``/``irfftn`` over the padded
 input's length ``L = n + lo + hi`` (it is never exceeded by any of the three
 results), channels are contracted with one einsum in the frequency domain, and
 groups are an extra einsum axis. Arguments arrive normalised as a
-:class:`jaxcnn.ops.conv.ConvConfig` (``stride``, ``pairs``, ``dilation``, ``groups``);
-this module reads those fields and imports nothing from :mod:`jaxcnn.ops.conv`
-(whose registry, :data:`jaxcnn.ops.conv.REGISTRY`, names it ``"fft"``). The real FFT takes
+:class:`jaxcnn.ops.convolution.ConvConfig` (``stride``, ``pairs``, ``dilation``, ``groups``);
+this module reads those fields and imports nothing from :mod:`jaxcnn.ops.convolution`
+(whose registry, :data:`jaxcnn.ops.convolution.REGISTRY`, names it ``"fft"``). The real FFT takes
 float32 and float64 only (:data:`DTYPES`).
 """
 

@@ -1,8 +1,8 @@
 """Convolution with oneDNN's primitives (CPU, float32), each pass an XLA FFI custom call.
 
-Layout as in :mod:`jaxcnn.ops.conv`: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
+Layout as in :mod:`jaxcnn.ops.convolution`: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
 ``(*window, in_channels // groups, out_channels)``, spatial rank 1, 2 or 3, any padding, stride,
-dilation and groups that :func:`jaxcnn.ops.conv.conv_config` accepts. Three oneDNN primitives compute
+dilation and groups that :func:`jaxcnn.ops.convolution.conv_config` accepts. Three oneDNN primitives compute
 the three passes (``_native/onednn_conv.cc``):
 
 .. math::
@@ -16,7 +16,7 @@ the three passes (``_native/onednn_conv.cc``):
 
 The hand rule is the lecture's: ``x̄`` is the backward-data primitive, the "full"-padded
 correlation of the stride-dilated ``ȳ`` with the 180°-rotated, channel-swapped kernel (the
-padding corrected for the forward's, as in :func:`jaxcnn.ops.conv.input_grad_padding`), and ``w̄``
+padding corrected for the forward's, as in :func:`jaxcnn.ops.convolution.input_grad_padding`), and ``w̄``
 is the backward-weights primitive, the correlation of the padded ``x`` with ``ȳ`` summed over
 the batch. Each pass is linear in each operand, so its own derivative is another pass (``ḡ`` the
 cotangent of the pass's output):
@@ -82,7 +82,7 @@ def unavailable_reason() -> str:
 
 def _config(x_shape, w_shape, *, stride, padding, dilation, groups):
     # conv imports this module for its impl table, so its normaliser is imported where it is used
-    from jaxcnn.ops.conv import conv_config
+    from jaxcnn.ops.convolution import conv_config
 
     return conv_config(x_shape, w_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -307,7 +307,7 @@ def forward(x, w, config):
     Args:
       x: ``(batch, *spatial, C_in)``; w: ``(*window, C_in // groups, C_out)``;
       config: normalised arguments (``stride``, ``pairs``, ``dilation``, ``groups``), e.g.
-        :func:`jaxcnn.ops.conv.conv_config`'s.
+        :func:`jaxcnn.ops.convolution.conv_config`'s.
 
     Returns:
       ``(batch, *out_spatial, C_out)``.
@@ -382,7 +382,7 @@ def conv_onednn(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1
       x: ``(batch, *spatial, in_channels)``, spatial rank 1-3, float32 (float64 falls back to ``lax``).
       w: ``(*window, in_channels // groups, out_channels)``, the same dtype.
       b: optional ``(out_channels,)`` bias.
-      stride, padding, dilation, groups: as in :func:`jaxcnn.ops.conv.conv`.
+      stride, padding, dilation, groups: as in :func:`jaxcnn.ops.convolution.conv`.
 
     Returns:
       ``(batch, *out_spatial, out_channels)``.

@@ -56,7 +56,7 @@ Speed (``experiments/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
 26×26×32→64 at batch 128 and lost with 1–3 input channels; ``jax.grad`` of
 the forward is slower than the hand rule (the adjoints of strided slices and
 of the chunk loop), and compiling takes about 4× longer, so ``impl="auto"``
-does not pick it (its row, :func:`jaxcnn.ops.conv.winograd_rule`, is off).
+does not pick it (its row, :func:`jaxcnn.ops.convolution.winograd_rule`, is off).
 
 The hand rule (:func:`winograd_backward`) stays in the Winograd domain:
 ``∂L/∂X`` is the same Winograd correlation applied to the fully padded ``ȳ``
@@ -64,8 +64,8 @@ with the kernel rotated 180° and in/out channels swapped (docs/derivations.md#c
 ``∂L/∂W`` applies the adjoints ``A``, ``Gᵀ`` of the forward's linear maps to
 the cotangent and contracts over tiles.
 
-Arguments arrive normalised as a :class:`jaxcnn.ops.conv.ConvConfig`; this
-module imports nothing from :mod:`jaxcnn.ops.conv` (which dispatches to it).
+Arguments arrive normalised as a :class:`jaxcnn.ops.convolution.ConvConfig`; this
+module imports nothing from :mod:`jaxcnn.ops.convolution` (which dispatches to it).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def unsupported(w_shape, config) -> str:
 
     Args:
       w_shape: ``(*window, C_in // groups, C_out)``; config: a normalised
-        :class:`jaxcnn.ops.conv.ConvConfig`.
+        :class:`jaxcnn.ops.convolution.ConvConfig`.
     """
     rank = len(w_shape) - 2
     window = tuple(w_shape[:rank])
@@ -481,7 +481,7 @@ def winograd_backward(dy, x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
     ``p`` (the adjoint of the crop), ``V`` the forward's input transform and
     the sum over ``p`` runs over every tile of every example.
 
-    Bias: ``b̄ = Σ ȳ`` (in :func:`jaxcnn.ops.conv.conv_backward`).
+    Bias: ``b̄ = Σ ȳ`` (in :func:`jaxcnn.ops.convolution.conv_backward`).
 
     Args:
       dy: ``(batch, *out_spatial, C_out)``.

@@ -156,8 +156,8 @@ class TrainConfig:
 
 
 def conv_impls() -> tuple:
-    """``jaxcnn.ops.conv.IMPLS``: the ``impl`` names that ``conv`` accepts."""
-    from jaxcnn.ops.conv import IMPLS  # pylint: disable=import-outside-toplevel
+    """``jaxcnn.ops.convolution.IMPLS``: the ``impl`` names that ``conv`` accepts."""
+    from jaxcnn.ops.convolution import IMPLS  # pylint: disable=import-outside-toplevel
 
     return tuple(IMPLS)
 

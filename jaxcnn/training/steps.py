@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxcnn.ops.conv import forward_only
+from jaxcnn.ops.convolution import forward_only
 from jaxcnn.ops.activations import log_softmax
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
@@ -172,7 +172,7 @@ def make_evaluate(model, mesh=None):
 
     The model runs in evaluation mode: BatchNorm with its running statistics
     (``model_state``), dropout off, and ``impl="auto"`` convolutions resolved for a
-    forward alone (:func:`jaxcnn.ops.conv.forward_only`).
+    forward alone (:func:`jaxcnn.ops.convolution.forward_only`).
 
     Args:
       images: ``(B, E, H, W, C)``; labels, mask: ``(B, E)`` (see :class:`EvalSet`).

@@ -9,7 +9,7 @@ import pytest
 from jaxcnn import conv_output_size
 from jaxcnn.nn.layers import Conv, Dense, Flatten, Layer, serial
 from jaxcnn.nn.models import classic_net, lecture_net, sequence_net
-from jaxcnn.nn.summary import layer_rows, param_count, summarize_named, summary
+from jaxcnn.nn.summaries import layer_rows, param_count, summarize_named, summary
 
 
 def _rows(model, input_shape):

@@ -12,8 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
-from jaxcnn.ops import conv as conv_lib
-from jaxcnn.ops.conv import (
+from jaxcnn.ops import convolution as conv_lib
+from jaxcnn.ops.convolution import (
     PATCH_CHUNK_BYTES,
     AUTO,
     CONCRETE_IMPLS,
@@ -301,7 +301,7 @@ def test_policy_table_is_immutable_and_checked():
     only_gpu = Policy((Rule("lax", lambda case: case.platform == "gpu", "gpu only"),))
     with pytest.raises(ValueError, match="no rule of the conv policy holds"):
         conv(X, W, impl=only_gpu)
-    with pytest.raises(TypeError, match="policy must be a jaxcnn.ops.conv.Policy, got 'lax'"):
+    with pytest.raises(TypeError, match="policy must be a jaxcnn.ops.convolution.Policy, got 'lax'"):
         with use_policy("lax"):
             pass
 
@@ -346,7 +346,7 @@ print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for key in output
 @pytest.mark.slow
 def test_lax_hand_rule_survives_the_xla_cpu_operand_swap_abort():
     """The hand rules of ``lax`` and ``hybrid`` compute ``x̄`` with the guarded lhs-dilated convolution that
-    conv_transpose runs forward (``jaxcnn.ops.conv.lax.input_grad``): unguarded, XLA:CPU aborts the process on
+    conv_transpose runs forward (``jaxcnn.ops.convolution.lax.input_grad``): unguarded, XLA:CPU aborts the process on
     this case (run in a subprocess: an abort must fail, not kill, the test)."""
     import os
     import subprocess

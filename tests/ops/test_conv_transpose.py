@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_transpose, conv_transpose_backward
 from jaxcnn.ops import padding as padding_lib
-from jaxcnn.ops.conv import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config
-from jaxcnn.ops.conv_transpose import resolve_impl, transpose_config
+from jaxcnn.ops.convolution import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config
+from jaxcnn.ops.transposed_conv import resolve_impl, transpose_config
 from jaxcnn.testing import assert_hand_rule
 from oracles import assert_close, conv_cases, run_fast, vjp
 
@@ -366,7 +366,7 @@ print(max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 def test_lax_impl_survives_the_xla_cpu_operand_swap_abort():
     """y (2, 3) with a (3, 2) kernel, stride 2, padding 1: XLA:CPU's simplifier swaps the operands
     of the lhs-dilated convolution and aborts the process on the f = s = 2 dimension unless
-    ``jaxcnn.ops.conv.lax.input_grad`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
+    ``jaxcnn.ops.convolution.lax.input_grad`` pads it by one more row (run in a subprocess: an abort must fail, not kill, the test)."""
     import os
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""Proofs for jaxcnn.ops.dense: the hand rule == jax.grad, shapes checked."""
+"""Proofs for jaxcnn.ops.linear: the hand rule == jax.grad, shapes checked."""
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxcnn.ops.dropout import dropout, dropout_backward
+from jaxcnn.ops.stochastic import dropout, dropout_backward
 from jaxcnn.testing import assert_hand_rule
 
 SHAPES = [(1,), (9,), (3, 4), (2, 3, 2, 2)]

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 
 from jaxcnn import conv, conv_backward
-from jaxcnn.ops.conv import IMPLS
+from jaxcnn.ops.convolution import IMPLS
 from oracles import assert_close, conv_arrays as _arrays, conv_cases, run_fast
 
 FLOAT32_RTOL = 1e-5

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 
 from jaxcnn.ops import onednn
 from jaxcnn.ops._native import loader
-from jaxcnn.ops.conv import conv_config
+from jaxcnn.ops.convolution import conv_config
 from jaxcnn.ops.padding import output_spatial
 from hypothesis_profiles import examples
 from oracles import assert_close, conv_cases, run_fast

@@ -16,7 +16,7 @@ from hypothesis import assume, given, strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
 from jaxcnn.ops import winograd
-from jaxcnn.ops.conv import conv_config, supported_impls
+from jaxcnn.ops.convolution import conv_config, supported_impls
 from jaxcnn.ops.hand_rule import hand_rule
 from jaxcnn.testing import assert_hand_rule
 from oracles import assert_close, conv_arrays, vjp

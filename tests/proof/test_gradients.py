@@ -74,7 +74,7 @@ def test_manual_and_backprop_run_the_same_ops_under_auto():
                                 for m in ("manual", "backprop"))
     np.testing.assert_array_equal(manual_run[0], backprop_run[0])
     jax.tree.map(np.testing.assert_array_equal, manual_run[1], backprop_run[1])
-    from jaxcnn.ops.conv import conv_forward  # pylint: disable=import-outside-toplevel
+    from jaxcnn.ops.convolution import conv_forward  # pylint: disable=import-outside-toplevel
 
     w = params[2]["w"]
     h = jnp.asarray(rng.normal(size=(2, 26, 26, 32)), jnp.float32)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from jaxcnn.ops.dense import _backward as dense_hand_rule_backward  # pylint: disable=protected-access
-from jaxcnn.ops.dense import _forward as dense_hand_rule_forward  # pylint: disable=protected-access
-from jaxcnn.ops.dense import dense as dense_op
-from jaxcnn.ops.dense import dense_backward as dense_op_backward
+from jaxcnn.ops.linear import _backward as dense_hand_rule_backward  # pylint: disable=protected-access
+from jaxcnn.ops.linear import _forward as dense_hand_rule_forward  # pylint: disable=protected-access
+from jaxcnn.ops.linear import dense as dense_op
+from jaxcnn.ops.linear import dense_backward as dense_op_backward
 from jaxcnn.ops import losses
 from jaxcnn.proof.testing import relative_difference
 from jaxcnn.testing import assert_hand_rule

@@ -162,7 +162,7 @@ def test_bad_config_fields_raise_value_errors_naming_them(field, value):
 def test_impl_choices_follow_conv_impls():
     import importlib
 
-    assert train.conv_impls() == tuple(importlib.import_module("jaxcnn.ops.conv").IMPLS)
+    assert train.conv_impls() == tuple(importlib.import_module("jaxcnn.ops.convolution").IMPLS)
     for impl in train.conv_impls():
         assert dataclasses.replace(SMALL, impl=impl).validated().impl == impl
 

@@ -18,9 +18,9 @@ the convolution's Toeplitz matrix, and it *is* the lecture's rule: substituting
      \\mathrm{rot}_{180}(w)^{T}\\big)[n, q, i],
 
 the full-padded correlation (kernel dilation ``d``) of the stride-dilated ``ȳ`` with the
-rotated, channel-swapped kernel (:func:`~jaxcnn.ops.conv.transpose_kernel`), which is the
+rotated, channel-swapped kernel (:func:`~jaxcnn.ops.convolution.transpose_kernel`), which is the
 ``lax`` impl's rule; padding by ``d(f−1)`` and cropping ``(lo, hi)`` is the corrected
-padding of :func:`~jaxcnn.ops.conv.input_grad_padding` (docs/derivations.md#conv-input-gradient).
+padding of :func:`~jaxcnn.ops.convolution.input_grad_padding` (docs/derivations.md#conv-input-gradient).
 Scattering ``ȲWᵀ`` back avoids gathering windows of the padded, dilated ``ȳ``, which
 costs ``s^{rank}`` times more memory traffic and multiplies by the inserted zeros.
 """
@@ -33,11 +33,11 @@ import jax.numpy as jnp
 
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops import patches as patches_lib
-from jaxcnn.ops.conv.config import ConvConfig, is_forward_only, output_spatial
+from jaxcnn.ops.convolution.config import ConvConfig, is_forward_only, output_spatial
 
 #: Batch chunks whose patch matrix takes at most this many bytes keep each chunk's patches
 #: in cache between being built and being multiplied: the explicit forward alone
-#: (:func:`~jaxcnn.ops.conv.forward_only`) and the ``"hybrid"`` impl's kernel gradient run
+#: (:func:`~jaxcnn.ops.convolution.forward_only`) and the ``"hybrid"`` impl's kernel gradient run
 #: chunk by chunk (BENCHMARKS.md "The hybrid impl").
 PATCH_CHUNK_BYTES = 5 * 2**19  # 2.5 MiB: 5 examples of 28×28×16, 11 of 14×14×32 at 3×3
 
@@ -80,7 +80,7 @@ def forward(x, w, config: ConvConfig, *, chunk_bytes=PATCH_CHUNK_BYTES):
     With ``groups == 1`` this is the plain 2-D product ``P.reshape(M, K·C_in) @ W``; with
     groups the group axis is a batch axis of the product. Differentiated, the whole batch
     has one patch matrix, which ``jax.grad`` keeps for ``W̄ = Pᵀ Ȳ``; a forward alone
-    (:func:`~jaxcnn.ops.conv.forward_only`) runs over batch chunks of at most
+    (:func:`~jaxcnn.ops.convolution.forward_only`) runs over batch chunks of at most
     ``chunk_bytes`` of patches (``None``: one piece).
     """
     rank = w.ndim - 2

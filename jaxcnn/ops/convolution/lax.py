@@ -16,7 +16,7 @@ from __future__ import annotations
 from jax import lax
 
 from jaxcnn.ops import patches as patches_lib
-from jaxcnn.ops.conv.config import (
+from jaxcnn.ops.convolution.config import (
     ConvConfig,
     dimension_numbers,
     input_grad_padding,
@@ -37,7 +37,7 @@ def forward(x, w, config: ConvConfig):
 
 def input_grad(dy, x_shape, w, config: ConvConfig):
     """``x̄ = corr(dilate_s(ȳ), rot180(w)ᵀ)`` with ``lhs_dilation = s`` and the padding of
-    :func:`~jaxcnn.ops.conv.input_grad_padding`.
+    :func:`~jaxcnn.ops.convolution.input_grad_padding`.
 
     XLA:CPU's algebraic simplifier aborts the process when it swaps the operands
     of such a convolution (a dimension of ``ȳ`` smaller than the kernel) while

@@ -167,7 +167,7 @@ def forward_only():
 
     Evaluation traces its model inside it (``jaxcnn.training.steps.make_evaluate``,
     so ``jaxcnn train``'s per-epoch evaluation and ``jaxcnn eval``): ``impl="auto"``
-    then resolves for a forward alone (:data:`jaxcnn.ops.conv.AUTO`), and the
+    then resolves for a forward alone (:data:`jaxcnn.ops.convolution.AUTO`), and the
     explicit forward runs batch chunk by batch chunk. The decision is taken at trace
     time, so enter the context *inside* the function that ``jax.jit`` traces. Only
     speed depends on it: every impl computes the same convolution, and a gradient

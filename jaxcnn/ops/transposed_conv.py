@@ -1,4 +1,4 @@
-"""N-d transposed convolution: the adjoint of :func:`jaxcnn.ops.conv.conv` in its input.
+"""N-d transposed convolution: the adjoint of :func:`jaxcnn.ops.convolution.conv` in its input.
 
 For the forward convolution ``y = conv(x, w)`` with stride ``s``, padding
 ``(lo, hi)``, dilation ``d`` and groups ``g``, :func:`conv_transpose` is the
@@ -15,12 +15,12 @@ roles of input and output channels swapped):
 
 with ``o`` running over group ``g``'s output channels, ``dilate_s`` inserting
 ``s − 1`` zeros between entries and ``lo' = d(f−1) − lo``,
-``hi' = d(f−1) − hi + op`` (:func:`jaxcnn.ops.conv.input_grad_padding`;
+``hi' = d(f−1) − hi + op`` (:func:`jaxcnn.ops.convolution.input_grad_padding`;
 ``op`` is ``output_padding``). Layout: ``y`` is ``(batch, *spatial_y, out_channels)``,
 the result ``(batch, *spatial_x, in_channels)`` with ``spatial_x`` from
 :func:`jaxcnn.ops.padding.conv_transpose_output_size`.
 
-It is built from conv's own pieces (:data:`jaxcnn.ops.conv.REGISTRY`): its forward is
+It is built from conv's own pieces (:data:`jaxcnn.ops.convolution.REGISTRY`): its forward is
 conv's input gradient, its hand rule conv's forward (``ȳ``) and conv's kernel gradient
 (``w̄``). Of conv's impls, ``"lax"`` (``lax.conv_general_dilated`` with
 ``lhs_dilation``) and ``"explicit"`` (one GEMM and col2im, no ``lax.conv*`` on its
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
-from jaxcnn.ops.conv import (
+from jaxcnn.ops.convolution import (
     CONCRETE_IMPLS,
     IMPLS,
     TRANSPOSE_AUTO,
@@ -47,7 +47,7 @@ from jaxcnn.ops.conv import (
     pick,
     platform,
 )
-from jaxcnn.ops.conv.config import check_groups, check_kernel_and_operand
+from jaxcnn.ops.convolution.config import check_groups, check_kernel_and_operand
 
 
 # ---------------------------------------------------------------- arguments
@@ -73,7 +73,7 @@ def transpose_config(y_shape, w_shape, *, stride, padding, output_padding, dilat
 
     Returns:
       ``x_shape = (batch, *spatial_x, in_channels)``, the result's shape, and the
-      forward conv's :class:`~jaxcnn.ops.conv.ConvConfig` for an input of that shape.
+      forward conv's :class:`~jaxcnn.ops.convolution.ConvConfig` for an input of that shape.
 
     Raises:
       ValueError/TypeError naming the argument: ranks of ``y`` and ``w``, ``y``'s
@@ -94,7 +94,7 @@ def transpose_config(y_shape, w_shape, *, stride, padding, output_padding, dilat
 
 
 def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, **passes) -> Case:
-    """The :class:`~jaxcnn.ops.conv.Case` of the conv being transposed: its output is ``y``."""
+    """The :class:`~jaxcnn.ops.convolution.Case` of the conv being transposed: its output is ``y``."""
     rank = len(w_shape) - 2
     return Case(y_shape[0], tuple(y_shape[1:-1]), tuple(w_shape[:rank]), w_shape[-2] * config.groups, config,
                 platform_name, **passes)
@@ -102,7 +102,7 @@ def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, **passes) ->
 
 def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
     """The name of the impl behind ``impl`` (``"auto"`` decided at trace time by
-    :data:`jaxcnn.ops.conv.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
+    :data:`jaxcnn.ops.convolution.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
 
     The forward here is conv's input gradient and the backward is conv's forward
     plus its weight gradient, so conv's fwd+bwd measurements carry over; the patch
@@ -142,7 +142,7 @@ _manual_conv_transpose = manual.hand_rule(_forward, _backward)
 
 def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0, dilation=1, groups=1,
                    impl="auto", grad="autodiff"):
-    """Transposed convolution: the adjoint of :func:`~jaxcnn.ops.conv.conv` in ``x``.
+    """Transposed convolution: the adjoint of :func:`~jaxcnn.ops.convolution.conv` in ``x``.
 
     .. math::
        \\langle \\mathrm{conv}(x, w), y \\rangle = \\langle x, \\mathrm{conv\\_transpose}(y, w) \\rangle,
@@ -172,10 +172,10 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
       padding: ``"VALID"``, ``"SAME"``, ``"FULL"``, an int, or ``(lo, hi)`` pairs (the forward's).
       output_padding: int or per-dimension tuple, each in ``[0, stride)``; 0 with ``"SAME"``.
       groups: feature groups; divides ``out_channels``.
-      impl: one of conv's impls (:data:`jaxcnn.ops.conv.IMPLS`: ``"lax"``, ``"explicit"``,
+      impl: one of conv's impls (:data:`jaxcnn.ops.convolution.IMPLS`: ``"lax"``, ``"explicit"``,
         patches, GEMMs and col2im only, ``"fft"``, ``"winograd"``, ``"hybrid"``), ``"auto"``
-        (:func:`resolve_impl`), a :class:`~jaxcnn.ops.conv.Policy` or an
-        :class:`~jaxcnn.ops.conv.Impl`; it runs that impl's input gradient forward and its
+        (:func:`resolve_impl`), a :class:`~jaxcnn.ops.convolution.Policy` or an
+        :class:`~jaxcnn.ops.convolution.Impl`; it runs that impl's input gradient forward and its
         forward and kernel gradient as the hand rule, and refuses what that impl refuses.
       grad: ``"autodiff"`` or ``"manual"`` (:func:`conv_transpose_backward` as the VJP).
 

@@ -16,8 +16,8 @@ import dataclasses
 import math
 from typing import Callable, NamedTuple, Tuple, Union
 
-from jaxcnn.ops.conv.config import ConvConfig, is_forward_only, output_spatial
-from jaxcnn.ops.conv.registry import REGISTRY, Impl
+from jaxcnn.ops.convolution.config import ConvConfig, is_forward_only, output_spatial
+from jaxcnn.ops.convolution.registry import REGISTRY, Impl
 
 #: ``auto`` leaves im2col when its patch matrix would exceed this many elements (1 GiB of float32).
 MAX_PATCH_ELEMENTS = 2**28
@@ -33,7 +33,7 @@ class Case(NamedTuple):
       config: its normalised arguments.
       platform: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...
       manual: traced for the hand rule (``grad="manual"``, ``conv_forward``/``conv_backward``).
-      forward_only: traced for a forward that is not differentiated (:func:`~jaxcnn.ops.conv.forward_only`).
+      forward_only: traced for a forward that is not differentiated (:func:`~jaxcnn.ops.convolution.forward_only`).
     """
 
     batch: int
@@ -74,7 +74,7 @@ class Case(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """``impl`` (a name in :data:`~jaxcnn.ops.conv.REGISTRY`, or an :class:`Impl`) where ``when(case)`` holds."""
+    """``impl`` (a name in :data:`~jaxcnn.ops.convolution.REGISTRY`, or an :class:`Impl`) where ``when(case)`` holds."""
 
     impl: Union[str, Impl]
     when: Callable[[Case], bool]
@@ -118,7 +118,7 @@ TOO_LARGE = Rule("lax", lambda c: c.patch_elements > MAX_PATCH_ELEMENTS,
                  "im2col would materialise a patch matrix larger than MAX_PATCH_ELEMENTS")
 DEPTHWISE = Rule("lax", lambda c: c.depthwise, "depthwise: im2col and XLA tie")
 
-#: The default ``impl="auto"`` of :func:`~jaxcnn.ops.conv.conv`: the first rule that holds picks the impl
+#: The default ``impl="auto"`` of :func:`~jaxcnn.ops.convolution.conv`: the first rule that holds picks the impl
 #: (each rule's ``why`` says why in words; the measurements are in BENCHMARKS.md, see the module docstring).
 AUTO = Policy((
     OFF_CPU,
@@ -132,7 +132,7 @@ AUTO = Policy((
          "every other case: XLA:CPU's convolutions, above all their gradients, are slower than im2col's GEMMs"),
 ))
 
-#: ``auto`` of :func:`~jaxcnn.ops.conv_transpose.conv_transpose`: conv's table restricted to the
+#: ``auto`` of :func:`~jaxcnn.ops.transposed_conv.conv_transpose`: conv's table restricted to the
 #: two impls a transposed convolution offers, whose passes are conv's in another order.
 TRANSPOSE_AUTO = Policy((OFF_CPU, TOO_LARGE, DEPTHWISE, Rule("explicit", _always, "as for conv")))
 
@@ -160,15 +160,15 @@ _POLICY = contextvars.ContextVar("jaxcnn_conv_policy", default=AUTO)
 
 @contextlib.contextmanager
 def use_policy(policy: Policy):
-    """Within this context ``impl="auto"`` of :func:`~jaxcnn.ops.conv.conv` follows ``policy``.
+    """Within this context ``impl="auto"`` of :func:`~jaxcnn.ops.convolution.conv` follows ``policy``.
 
-    Like :func:`~jaxcnn.ops.conv.forward_only`, it acts at trace time: enter it inside the
+    Like :func:`~jaxcnn.ops.convolution.forward_only`, it acts at trace time: enter it inside the
     function that ``jax.jit`` traces, or around its first trace (or ``lower``); a function
     ``jit`` has traced already runs its cached program under any policy. For a whole model
     whose layers say ``impl="auto"``; a single call can pass the policy as ``impl=`` instead.
     """
     if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be a jaxcnn.ops.conv.Policy, got {policy!r}")
+        raise TypeError(f"policy must be a jaxcnn.ops.convolution.Policy, got {policy!r}")
     token = _POLICY.set(policy)
     try:
         yield
@@ -203,12 +203,12 @@ def resolve_impl(impl, x_shape, w_shape, config: ConvConfig, platform: str, *, f
     """The name of the impl ``impl`` stands for (``"auto"`` and a :class:`Policy` decide here, at trace time).
 
     Args:
-      impl: a name of :data:`~jaxcnn.ops.conv.IMPLS`, an :class:`Impl` or a :class:`Policy`.
-      x_shape, w_shape: the operands' shapes; config: from :func:`~jaxcnn.ops.conv.conv_config`.
+      impl: a name of :data:`~jaxcnn.ops.convolution.IMPLS`, an :class:`Impl` or a :class:`Policy`.
+      x_shape, w_shape: the operands' shapes; config: from :func:`~jaxcnn.ops.convolution.conv_config`.
       platform: e.g. ``"cpu"``.
       forward_only: resolve for an undifferentiated forward; ``None`` = whether the caller
-        is inside :func:`~jaxcnn.ops.conv.forward_only`.
-      manual: resolve for the hand rule (``grad="manual"``, :func:`~jaxcnn.ops.conv.conv_backward`).
+        is inside :func:`~jaxcnn.ops.convolution.forward_only`.
+      manual: resolve for the hand rule (``grad="manual"``, :func:`~jaxcnn.ops.convolution.conv_backward`).
     """
     case_of = lambda **passes: Case.of(x_shape, w_shape, config, platform, **passes)
     return pick(impl, case_of, forward_only=forward_only, manual=manual).name

@@ -1,14 +1,14 @@
 """The registry of convolution impls: one place where a name gets its three functions.
 
 An impl is a forward beside the two halves of its hand rule, all on normalised
-arguments (:class:`~jaxcnn.ops.conv.ConvConfig`):
+arguments (:class:`~jaxcnn.ops.convolution.ConvConfig`):
 
 - ``forward(x, w, config) -> y``;
 - ``input_grad(dy, x_shape, w, config) -> dx``, the lecture's ``∂L/∂X``;
 - ``kernel_grad(dy, x, w_shape, config) -> dw``, the lecture's ``∂L/∂W``.
 
-:func:`jaxcnn.ops.conv.conv` runs ``forward`` (differentiated by JAX under
-``grad="autodiff"``) and the two halves as its hand rule; :func:`jaxcnn.ops.conv_transpose.conv_transpose`,
+:func:`jaxcnn.ops.convolution.conv` runs ``forward`` (differentiated by JAX under
+``grad="autodiff"``) and the two halves as its hand rule; :func:`jaxcnn.ops.transposed_conv.conv_transpose`,
 the adjoint, runs ``input_grad`` forward and ``forward`` + ``kernel_grad`` as its hand rule.
 A new impl is one :class:`Impl` row in :data:`REGISTRY`; an unregistered :class:`Impl` can be
 passed as ``impl=`` directly (a forward of one impl with the hand rule of another, say).
@@ -26,8 +26,8 @@ import jax.numpy as jnp
 from jaxcnn.ops import fft as fft_lib
 from jaxcnn.ops import onednn as onednn_lib
 from jaxcnn.ops import winograd as winograd_lib
-from jaxcnn.ops.conv import explicit as explicit_lib
-from jaxcnn.ops.conv import lax as lax_lib
+from jaxcnn.ops.convolution import explicit as explicit_lib
+from jaxcnn.ops.convolution import lax as lax_lib
 
 #: Every dtype a convolution can take, as kinds (for :attr:`Impl.dtypes`).
 ANY_DTYPE = ("floating", "complexfloating", "integer", "bool")
@@ -94,7 +94,7 @@ def hybrid_impl(*, chunk_bytes=explicit_lib.PATCH_CHUNK_BYTES) -> Impl:
                 functools.partial(explicit_lib.kernel_grad, chunk_bytes=chunk_bytes))
 
 
-#: Every registered impl by name, in the order :data:`~jaxcnn.ops.conv.IMPLS` lists them.
+#: Every registered impl by name, in the order :data:`~jaxcnn.ops.convolution.IMPLS` lists them.
 REGISTRY = types.MappingProxyType({
     "lax": Impl("lax", lax_lib.forward, lax_lib.input_grad, lax_lib.kernel_grad),
     "explicit": explicit_impl(),

@@ -10,13 +10,13 @@ Layout: ``x`` is ``(batch, *spatial, in_channels)``, ``w`` is
 (docs/derivations.md#conv-forward: the window sum y(i) = Σ_k w(k)·x(i + k), the multi-channel
 y_{i,t} = Σ_j Σ_τ W_{i,j,τ} x_{j,t+τ}). The impls, each a forward with the two
 halves of its hand rule, are registered by name in :data:`REGISTRY`
-(:mod:`~jaxcnn.ops.conv.registry`): ``"lax"`` (:mod:`~jaxcnn.ops.conv.lax`,
-``lax.conv_general_dilated``), ``"explicit"`` (:mod:`~jaxcnn.ops.conv.explicit`,
+(:mod:`~jaxcnn.ops.convolution.registry`): ``"lax"`` (:mod:`~jaxcnn.ops.convolution.lax`,
+``lax.conv_general_dilated``), ``"explicit"`` (:mod:`~jaxcnn.ops.convolution.explicit`,
 patches and GEMMs), ``"fft"`` (the convolution theorem, docs/derivations.md#convolution-theorem, :mod:`jaxcnn.ops.fft`),
 ``"winograd"`` (F(4×4, 3×3)/F(2×2, 3×3) tiles for 3-tap/3×3 kernels, stride 1, dilation 1;
 :mod:`jaxcnn.ops.winograd`) and ``"hybrid"`` (``lax``'s forward and input gradient,
 im2col's kernel gradient). ``"auto"`` picks one per backend, shape and pass by the table
-:data:`AUTO` (:mod:`~jaxcnn.ops.conv.policy`).
+:data:`AUTO` (:mod:`~jaxcnn.ops.convolution.policy`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxcnn.ops import hand_rule as manual
-from jaxcnn.ops.conv.config import (
+from jaxcnn.ops.convolution.config import (
     ConvConfig,
     check_bias,
     conv_config,
@@ -35,8 +35,8 @@ from jaxcnn.ops.conv.config import (
     platform,
     transpose_kernel,
 )
-from jaxcnn.ops.conv.explicit import PATCH_CHUNK_BYTES
-from jaxcnn.ops.conv.policy import (
+from jaxcnn.ops.convolution.explicit import PATCH_CHUNK_BYTES
+from jaxcnn.ops.convolution.policy import (
     AUTO,
     CONCRETE_IMPLS,
     IMPLS,
@@ -51,7 +51,7 @@ from jaxcnn.ops.conv.policy import (
     use_policy,
     winograd_rule,
 )
-from jaxcnn.ops.conv.registry import REGISTRY, Impl, check_runs, explicit_impl, hybrid_impl, supported_impls
+from jaxcnn.ops.convolution.registry import REGISTRY, Impl, check_runs, explicit_impl, hybrid_impl, supported_impls
 
 __all__ = [
     # the op
@@ -151,7 +151,7 @@ def conv_backward(dy, x, w, *, stride=1, padding="VALID", dilation=1, groups=1, 
 
     with "full" padding ``d(f−1)`` corrected to ``(d(f−1) − lo, d(f−1) − hi + r)``
     (:func:`input_grad_padding`); each impl computes the two halves its own way
-    (:mod:`~jaxcnn.ops.conv.lax`, :mod:`~jaxcnn.ops.conv.explicit`, :mod:`jaxcnn.ops.fft`,
+    (:mod:`~jaxcnn.ops.convolution.lax`, :mod:`~jaxcnn.ops.convolution.explicit`, :mod:`jaxcnn.ops.fft`,
     :mod:`jaxcnn.ops.winograd`).
 
     Args:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxcnn.nn import layers as L
-from jaxcnn.nn import models, summary
+from jaxcnn.nn import models, summaries as summary
 from jaxcnn.ops.activations import relu
 from jaxcnn.ops.hand_rule import ForwardModeError
 from jaxcnn.proof.gradients import loss_and_grad

@@ -233,7 +233,7 @@ BAD = [
     (dict(padding=[(1, 1), (1,)]), TypeError, "padding must be"),
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(w=jnp.zeros((7, 7, 4, 2))), ValueError, "larger than the padded input"),
-    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
+    (dict(impl="cudnn"), ValueError, "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'onednn', 'auto'\\), got 'cudnn'"),
     (dict(grad="numeric"), ValueError, "grad must be one of \\('autodiff', 'manual'\\)"),
     (dict(b=jnp.zeros(3)), ValueError, "b must have shape \\(2,\\)"),
     (dict(impl="fft", x=X.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
@@ -296,7 +296,7 @@ def test_policy_table_is_immutable_and_checked():
         "lax", "lax", "lax", "lax", "hybrid", "explicit"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         AUTO.rules = ()
-    with pytest.raises(ValueError, match="Rule impl must be one of \\('lax', .*'hybrid'\\) or an Impl, got 'cudnn'"):
+    with pytest.raises(ValueError, match="Rule impl must be one of \\('lax', .*'onednn'\\) or an Impl, got 'cudnn'"):
         Rule("cudnn", lambda case: True, "")
     only_gpu = Policy((Rule("lax", lambda case: case.platform == "gpu", "gpu only"),))
     with pytest.raises(ValueError, match="no rule of the conv policy holds"):

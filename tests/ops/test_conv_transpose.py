@@ -490,7 +490,7 @@ BAD = [
     (dict(padding="HALF"), ValueError, "padding must be .*got the string 'HALF'"),
     (dict(padding=[(1, 1)]), ValueError, "one \\(lo, hi\\) pair per spatial dimension \\(2\\)"),
     (dict(impl="cudnn"), ValueError,
-     "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'auto'\\), got 'cudnn'"),
+     "impl must be one of \\('lax', 'explicit', 'fft', 'winograd', 'hybrid', 'onednn', 'auto'\\), got 'cudnn'"),
     (dict(impl="fft", y=Y.astype(jnp.bfloat16), w=W.astype(jnp.bfloat16)), ValueError,
      'impl="fft" supports float32 and float64 operands, got y of dtype bfloat16; use impl="lax", "explicit", '
      '"winograd", "hybrid" or "auto" for bfloat16'),

@@ -51,3 +51,20 @@ def x64():
 def device(request):
     """Every device JAX offers: CPU in CI, GPU/TPU where present."""
     return request.param
+
+
+def pytest_addoption(parser):
+    parser.addoption("--benchmarks", action="store_true",
+                     help="also run the performance scripts' smoke runs (tests marked benchmark)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``thorough`` tests run in the thorough profile only; ``benchmark`` tests (the performance scripts' smoke
+    runs) with ``--benchmarks`` or in the thorough profile."""
+    thorough = PROFILE == "thorough"
+    benchmarks = thorough or config.getoption("--benchmarks")
+    for item in items:
+        if "thorough" in item.keywords and not thorough:
+            item.add_marker(pytest.mark.skip(reason="thorough profile only: JAXCNN_HYPOTHESIS=thorough"))
+        if "benchmark" in item.keywords and not benchmarks:
+            item.add_marker(pytest.mark.skip(reason="a performance script's smoke run: add --benchmarks"))

@@ -22,7 +22,7 @@ def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
                   "--stride", 2, "--dilation", 2)
     record = json.loads((tmp_path / "conv_views.json").read_text())
     assert str(tmp_path / "conv_views.json") in stdout
-    assert set(record["views"]) == {"lax", "explicit", "fft", "toeplitz"}
+    assert set(record["views"]) == {"lax", "explicit", "fft", "onednn", "toeplitz"}
     for name, view in record["views"].items():
         assert view["relative_diff"] < 1e-5, name
         assert 0 < view["median_seconds"] < 10, name

@@ -117,6 +117,7 @@ def test_torch_strided_convs_pad_as_xla_same(reference, peer):
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_throughput_smoke_run_reports_every_candidate(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(

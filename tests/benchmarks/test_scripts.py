@@ -19,6 +19,7 @@ def _run(script, *args):
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_winograd_bench_writes_every_candidate(tmp_path):
     stdout = _run("winograd_bench.py", "--out", tmp_path, "--layer", "conv1", "--batch", 2, "--rounds", 1,
                   "--no-torch")
@@ -33,6 +34,7 @@ def test_winograd_bench_writes_every_candidate(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses(tmp_path):
     # 15 calls, as tests/training/test_allocator.py: glibc now and then places the buffer anew, and over 6 calls
     # 3 such refaults made the median of a run refault too (2026-12-01)
@@ -49,6 +51,7 @@ def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_resnet_levers_times_chunks_with_and_without_the_second_forward(tmp_path):
     stdout = _run("resnet_levers.py", "--chunks", "auto:autodiff:rolled", "--second-forward", "--evals",
                   "resnet:auto:16", "--rounds", 1, "--batch", 4, "--test-images", 32, "--out", tmp_path / "r.json")
@@ -61,6 +64,7 @@ def test_resnet_levers_times_chunks_with_and_without_the_second_forward(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_step_levers_times_every_variant(tmp_path):
     """The flat carries, the bias+ReLU bound and the Winograd row switched on, on a tiny classic chunk."""
     stdout = _run("step_levers.py", "--models", "classic", "--grads", "autodiff", "manual", "--rounds", 1,
@@ -105,6 +109,7 @@ def test_the_partial_lowering_lever_and_its_hand_rule_equal_lax_float64(x64, pad
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
 def test_layer_breakdown_times_every_layer_and_conv2s_parts(tmp_path):
     stdout = _run("layer_breakdown.py", "--batch", 4, "--rounds", 1, "--out", tmp_path / "l.json")
     record = json.loads((tmp_path / "l.json").read_text())

@@ -32,6 +32,7 @@ def test_timed_with_machine_rate_brackets_the_rounds_with_the_matmul_rate():
     assert line.startswith(f"CPU {timing.cpu_model()}, jax ") and "GFLOP/s before" in line
 
 
+@pytest.mark.benchmark
 def test_benchmark_quick_run(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # as a user runs it
     done = subprocess.run(

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis_profiles import examples
 from hypothesis import given, settings, strategies as st
 
 import jaxcnn
@@ -52,7 +53,7 @@ def _branchy():
     )
 
 
-@settings(max_examples=8)
+@examples(3)
 @given(st.integers(1, 3), st.integers(3, 7), st.integers(0, 999))
 @pytest.mark.slow
 def test_branches_three_modes_agree(x64, batch, size, seed):

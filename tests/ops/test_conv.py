@@ -280,11 +280,13 @@ def test_conv_backward_and_the_hand_rule_refuse_an_unsupported_dtype_in_one_line
 
 
 def test_registry_rows_declare_their_dtypes():
-    assert tuple(REGISTRY) == CONCRETE_IMPLS == ("lax", "explicit", "fft", "winograd", "hybrid")
+    assert tuple(REGISTRY) == CONCRETE_IMPLS == ("lax", "explicit", "fft", "winograd", "hybrid", "onednn")
     assert all(REGISTRY[name].takes(dtype) for name in ("lax", "explicit", "hybrid")
                for dtype in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.int32, jnp.complex64, jnp.bool_))
     assert REGISTRY["fft"].takes(jnp.float32) and not REGISTRY["fft"].takes(jnp.bfloat16)
     assert REGISTRY["winograd"].takes(jnp.float16) and not REGISTRY["winograd"].takes(jnp.int8)
+    assert REGISTRY["onednn"].takes(jnp.float32) and REGISTRY["onednn"].takes(jnp.float64)
+    assert not REGISTRY["onednn"].takes(jnp.bfloat16) and not REGISTRY["onednn"].takes(jnp.int32)
     with pytest.raises(dataclasses.FrozenInstanceError):
         REGISTRY["lax"].forward = None
     with pytest.raises(TypeError):
@@ -634,6 +636,7 @@ def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
             assert_close(got, expected, rtol=1e-10, err_msg=f"auto {rule} d{name} {options} x{x_shape}")
 
 
+@pytest.mark.thorough
 @pytest.mark.slow
 def test_auto_hand_rule_of_the_classic_conv2_with_the_winograd_row_float32():
     """The classic/lecture conv2 (26×26×32→64) under ``grad="manual"`` with the row on: no XLA convolution in

@@ -231,6 +231,7 @@ def _float32_errors(tile, x, w, dy, config):
     return [float(np.max(np.abs(np.asarray(g, np.float64) - r)) / np.max(np.abs(r))) for g, r in zip(got, reference)]
 
 
+@pytest.mark.thorough
 @pytest.mark.slow
 def test_float32_error_on_the_lecture_layer():
     """26×26×32→64, N(0,1): F(4,3) ≤ 2e-5, F(2,3) ≤ 3e-6 of max|y| against float64; F(4,3) is the coarser.
@@ -273,7 +274,7 @@ def test_sixteen_bit_floats_use_f23_and_stay_close():
 
 def test_supported_impls():
     ok = _config((1, 8, 8, 2), (3, 3, 2, 2), padding="SAME")
-    assert supported_impls((3, 3, 2, 2), ok) == ("lax", "explicit", "fft", "winograd", "hybrid")
+    assert supported_impls((3, 3, 2, 2), ok) == ("lax", "explicit", "fft", "winograd", "hybrid", "onednn")
     for x_shape, w_shape, options in [
         ((1, 8, 8, 2), (3, 3, 2, 2), dict(stride=2)),
         ((1, 8, 8, 2), (3, 3, 2, 2), dict(dilation=(1, 2))),
@@ -282,7 +283,7 @@ def test_supported_impls():
         ((1, 5, 5, 5, 2), (3, 3, 3, 2, 2), {}),
     ]:
         config = conv_config(x_shape, w_shape, **dict(dict(stride=1, padding="VALID", dilation=1, groups=1), **options))
-        assert supported_impls(w_shape, config) == ("lax", "explicit", "fft", "hybrid"), (w_shape, options)
+        assert supported_impls(w_shape, config) == ("lax", "explicit", "fft", "hybrid", "onednn"), (w_shape, options)
 
 
 UNSUPPORTED = [

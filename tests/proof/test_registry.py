@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis_profiles import examples
 from hypothesis import given, settings, strategies as st
 
 import registry
@@ -48,7 +49,7 @@ def _floating(value):
 
 
 @pytest.mark.parametrize("name", sorted(name for name, op in OPS.items() if isinstance(op, Op)))
-@settings(max_examples=3)
+@examples(3)
 @given(data=st.data())
 @pytest.mark.slow
 def test_op_hand_rule_equals_jax_vjp(x64, name, data):
@@ -79,7 +80,7 @@ def _floating(value):
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
-@settings(max_examples=4)
+@examples(2)
 @given(data=st.data())
 def test_op_manual_equals_autodiff(x64, name, data):
     """``grad="manual"`` (the hand rule as VJP) gives the cotangents ``grad="autodiff"`` gives."""

@@ -41,14 +41,14 @@ def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
 
 @pytest.mark.slow
 def test_compare_gradients_quick_run_writes_curves_drift_and_numbers(tmp_path):
-    stdout = _run("compare_gradients.py", "--out", tmp_path, "--quick", "--dtype", "float32", "float64")
+    stdout = _run("compare_gradients.py", "--out", tmp_path, "--quick", "--dtype", "float32")  # float64: tests/training/test_compare.py
     for name in ("compare-gradients-loss.png", "compare-gradients-diff.png"):
         content = (tmp_path / name).read_bytes()
         assert content.startswith(PNG_MAGIC) and len(content) > 10_000, name
         assert str(tmp_path / name) in stdout
     record = json.loads((tmp_path / "compare-gradients.json").read_text())
-    assert set(record["results"]) == set(record["summary"]) == {"float32", "float64"}
-    for dtype, bound in (("float32", 1e-4), ("float64", 1e-12)):
+    assert set(record["results"]) == set(record["summary"]) == {"float32"}
+    for dtype, bound in (("float32", 1e-4),):
         result, summary = record["results"][dtype], record["summary"][dtype]
         assert result["modes"] == ["autodiff", "manual", "backprop"] and result["config"]["model"] == "sequence"
         assert [len(v) for v in result["max_param_diff"].values()] == [3, 3]  # epochs 0, 1, 2

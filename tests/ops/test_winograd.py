@@ -159,6 +159,7 @@ def test_grad_of_grad_manual_equals_autodiff(x64, x_shape, w_shape):
 
 
 @pytest.mark.parametrize("tile", winograd.TILES)
+@pytest.mark.thorough
 @pytest.mark.slow
 def test_batch_chunks_give_the_same_result(x64, tile):
     """Batches above the chunk budget run chunk by chunk (lax.map), zero-padded to whole chunks."""
@@ -322,6 +323,7 @@ LENGTHS = [(n, p) for n, p in itertools.product((1, 2, 3, 5, 8), ("VALID", "SAME
 
 
 @pytest.mark.parametrize("size,padding", LENGTHS)
+@pytest.mark.thorough
 @pytest.mark.slow
 def test_every_output_length_and_tile_crop(x64, size, padding):
     """Output lengths 1-10, multiples of 2 and 4 and not, so partial tiles get cropped."""

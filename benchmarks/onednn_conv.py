@@ -23,16 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import os as _os
 import pathlib
 import statistics
+import sys as _sys
 
-import jax
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.ops import onednn
 from jaxcnn.ops.convolution import conv_config
-from jaxcnn.training import bench
+import _timing as bench  # noqa: E402  (benchmarks/, beside this script)
 
 #: name -> (input spatial, C_in, C_out, window, padding)
 LAYERS = {

@@ -51,7 +51,7 @@ the worst measured) and 3e-6 (F(2,3), whose worst was 6.7e-7).
 :func:`choose_tile` takes F(2,3) where F(4,3)'s error would matter, for 16-bit
 floats (3 significant digits), and where every output axis is ≤ 2 long
 (F(4,3)'s whole tiles would compute mostly padding); F(4,3) everywhere else.
-Speed (``experiments/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
+Speed (``benchmarks/winograd_bench.py``, BENCHMARKS.md "Winograd"): on the
 2-core CPU the F(4,3) forward + hand rule beat im2col by about 3× on
 26×26×32→64 at batch 128 and lost with 1–3 input channels; ``jax.grad`` of
 the forward is slower than the hand rule (the adjoints of strided slices and

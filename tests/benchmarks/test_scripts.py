@@ -120,3 +120,15 @@ def test_layer_breakdown_times_every_layer_and_conv2s_parts(tmp_path):
     assert {"whole step, jaxcnn autodiff", "whole step, jaxcnn manual", "whole step, PyTorch"} <= set(record["median_ms"])
     assert "conv2 part: GEMM kernel grad Pᵀ·Ȳ" in record["median_ms"]
     assert "×PyTorch" in stdout and "GFLOP/s" in stdout and stdout.startswith("CPU ")
+
+
+@pytest.mark.benchmark
+def test_onednn_conv_times_every_pass(tmp_path):
+    from jaxcnn.ops import onednn
+
+    if not onednn.available():
+        pytest.skip(f"oneDNN is not available here: {onednn.unavailable_reason()}")
+    stdout = _run("onednn_conv.py", "--batch", 2, "--rounds", 1, "--layers", "resnet 28×28×16→16 SAME",
+                  "--out", tmp_path / "o.json")
+    record = json.loads((tmp_path / "o.json").read_text())
+    assert record["batch"] == 2 and "GFLOP/s" in stdout

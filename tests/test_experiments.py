@@ -27,16 +27,16 @@ def test_conv_views_writes_agreement_timings_and_notes_numbers(tmp_path):
         assert view["relative_diff"] < 1e-5, name
         assert 0 < view["median_seconds"] < 10, name
     numbers = record["worked_numbers"]
-    assert numbers["seed000 lecture_net total params"] == 14_768_826
-    assert numbers["seed000 lecture_net layer params"] == [320, 18_496, 14_746_000, 4_010]
-    assert numbers["seed004 ten 3x3x3 filters params"] == 280
-    assert numbers["seed003 ten 5x5x3 filters params"] == 760
-    assert numbers["seed003 one 5x5x3 filter params"] == 76
-    assert numbers["seed003 32x32x3 through ten 5x5 output"] == [28, 28, 10]
-    assert numbers["seed004 vertical edge window sum"] == -5
-    assert [numbers[k] for k in ("seed004 (6x6)*(3x3) output", "seed004 (6x6) p=1 * (3x3) output",
-                                 "seed004 floor((8-3)/2+1)")] == [4, 6, 3]
-    assert numbers["seed002 (2,-1,1,3,1)*(1,1,2,1)"] == [2, 1, 4, 4, 5, 8, 5, 1]
+    assert numbers["lecture_net total params"] == 14_768_826
+    assert numbers["lecture_net layer params"] == [320, 18_496, 14_746_000, 4_010]
+    assert numbers["ten 3x3x3 filters params"] == 280
+    assert numbers["ten 5x5x3 filters params"] == 760
+    assert numbers["one 5x5x3 filter params"] == 76
+    assert numbers["32x32x3 through ten 5x5 output"] == [28, 28, 10]
+    assert numbers["vertical edge window sum"] == -5
+    assert [numbers[k] for k in ("(6x6)*(3x3) output", "(6x6) p=1 * (3x3) output",
+                                 "floor((8-3)/2+1)")] == [4, 6, 3]
+    assert numbers["(2,-1,1,3,1)*(1,1,2,1)"] == [2, 1, 4, 4, 5, 8, 5, 1]
 
 
 @pytest.mark.slow

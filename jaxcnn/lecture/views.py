@@ -99,17 +99,17 @@ def worked_numbers() -> dict:
     edge = jnp.array([[1.0, 0.0, -1.0]] * 3).reshape(3, 3, 1, 1)
     patch = jnp.array(VERTICAL_EDGE_PATCH, jnp.float32).reshape(1, 3, 3, 1)
     return {
-        "seed004 (6x6)*(3x3) output": conv_output_size(6, 3),
-        "seed004 (6x6) p=1 * (3x3) output": conv_output_size(6, 3, padding=1),
-        "seed004 floor((8-3)/2+1)": conv_output_size(8, 3, stride=2),
-        "seed004 ten 3x3x3 filters params": ten_3x3x3.params,
-        "seed004 vertical edge window sum": float(conv(patch, edge)[0, 0, 0, 0]),
-        "seed003 one 5x5x3 filter params": one_5x5x3.params,
-        "seed003 ten 5x5x3 filters params": ten_5x5x3.params,
-        "seed003 32x32x3 through ten 5x5 output": list(ten_5x5x3.output_shape),
-        "seed000 lecture_net layer params": [row.params for row in lecture if row.params],
-        "seed000 lecture_net total params": sum(row.params for row in lecture),
-        "seed002 (2,-1,1,3,1)*(1,1,2,1)": [
+        "(6x6)*(3x3) output": conv_output_size(6, 3),
+        "(6x6) p=1 * (3x3) output": conv_output_size(6, 3, padding=1),
+        "floor((8-3)/2+1)": conv_output_size(8, 3, stride=2),
+        "ten 3x3x3 filters params": ten_3x3x3.params,
+        "vertical edge window sum": float(conv(patch, edge)[0, 0, 0, 0]),
+        "one 5x5x3 filter params": one_5x5x3.params,
+        "ten 5x5x3 filters params": ten_5x5x3.params,
+        "32x32x3 through ten 5x5 output": list(ten_5x5x3.output_shape),
+        "lecture_net layer params": [row.params for row in lecture if row.params],
+        "lecture_net total params": sum(row.params for row in lecture),
+        "(2,-1,1,3,1)*(1,1,2,1)": [
             int(v) for v in convolve(jnp.array([2, -1, 1, 3, 1]), jnp.array([1, 1, 2, 1]))
         ],
     }

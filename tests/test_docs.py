@@ -100,7 +100,7 @@ PROCESS_WORDS = [
     (r"\bissues?\s+#?\d+", "an issue number"),
     (r"(?<![\w&/#])#\d+\b", "an issue number"),
     (r"\bsessions?\b", "'session'"),
-    (r"(?<![/\w])helpers?\b(?!/)", "'helper'"),
+    (r"\bhelpers?\b", "'helper'"),
     (r"\blent\b", "'lent'"),
     (r"\bthrowaway\b", "'throwaway'"),
     (r"\bother engineers\b", "'other engineers'"),

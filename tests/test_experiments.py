@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers.scripts import run_script
+from support.scripts import run_script
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

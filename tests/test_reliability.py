@@ -8,7 +8,7 @@
    uncommitted and half-pruned checkpoints are ignored, a torn metrics line too.
 3. Fault tests in real processes: runs killed with SIGKILL during epoch 2's
    training and inside epoch 2's checkpoint save (the test-side observer of
-   ``tests/helpers/jaxcnn_observer.py``),
+   ``tests/support/jaxcnn_observer.py``),
    then resumed, end with the params and metrics of an uninterrupted run; two
    runs with the same seed are bitwise identical (wall-clock fields aside).
 
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 import jaxcnn
-from helpers import jaxcnn_observer as observer
+from support import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint
 from jaxcnn.training import data

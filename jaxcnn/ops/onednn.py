@@ -32,8 +32,8 @@ mode (``jax.jvp``, ``jax.jacfwd``) is not defined for them. Under ``vmap`` a bat
 with shared weights folds into the batch axis; batched weights fold into the groups (``B``
 convolutions side by side as one with ``B·groups`` groups), as XLA batches its own convolution.
 
-float64 operands, or a platform other than the CPU, fall back to ``lax.conv_general_dilated``
-(differentiated by JAX). So does float32 when the native part is not :func:`available`, with a
+float64 operands, or a platform other than the CPU, fall back to conv's ``"lax"`` impl
+(``lax.conv_general_dilated`` and its hand rule, :mod:`jaxcnn.ops.convolution.lax`). So does float32 when the native part is not :func:`available`, with a
 ``RuntimeWarning`` giving :func:`unavailable_reason`. Other dtypes raise a ``ValueError``.
 
 Dependency and build (:mod:`jaxcnn.ops._native.loader`): the PyPI wheels ``onednn-cpu-gomp``
@@ -57,7 +57,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import padding as padding_lib
@@ -278,24 +277,12 @@ _backward_weights_pass = manual.hand_rule(_backward_weights, _backward_weights_b
 # ------------------------------------------------------------------ float64 / fallback: lax
 
 
-def _dims(rank: int):
-    spatial = "DHW"[-rank:] if rank > 1 else "W"
-    return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+def _lax():
+    """conv's ``lax`` impl (forward, input gradient, kernel gradient); imported here because conv's
+    registry imports this module."""
+    from jaxcnn.ops.convolution import lax as lax_impl  # pylint: disable=import-outside-toplevel
 
-
-def _lax_forward(x, w, config):
-    return lax.conv_general_dilated(
-        x, w, window_strides=config.stride, padding=config.pairs, rhs_dilation=config.dilation,
-        dimension_numbers=_dims(w.ndim - 2), feature_group_count=config.groups,
-    )
-
-
-def _lax_input_gradient(dy, x, w, config):
-    return jax.vjp(lambda x: _lax_forward(x, w, config), x)[1](dy)[0]
-
-
-def _lax_weight_gradient(dy, x, w, config):
-    return jax.vjp(lambda w: _lax_forward(x, w, config), w)[1](dy)[0]
+    return lax_impl
 
 
 # ------------------------------------------------------------------ public passes
@@ -313,7 +300,7 @@ def forward(x, w, config):
       ``(batch, *out_spatial, C_out)``.
     """
     if not _use_onednn(x, w):
-        return _lax_forward(x, w, config)
+        return _lax().forward(x, w, config)
     return _onednn_forward(x, w, None, config=config)
 
 
@@ -329,7 +316,7 @@ def input_gradient(dy, x, w, config):
       ``x̄`` shaped like ``x``.
     """
     if not _use_onednn(dy, w):
-        return _lax_input_gradient(dy, x, w, config)
+        return _lax().input_grad(dy, tuple(x.shape), w, config)
     return _backward_data_pass(dy, w, x_shape=tuple(x.shape), config=config)
 
 
@@ -343,7 +330,7 @@ def weight_gradient(dy, x, w, config):
       ``w̄`` shaped like ``w``.
     """
     if not _use_onednn(dy, x):
-        return _lax_weight_gradient(dy, x, w, config)
+        return _lax().kernel_grad(dy, x, tuple(w.shape), config)
     return _backward_weights_pass(dy, x, w_shape=tuple(w.shape), config=config)
 
 
@@ -354,7 +341,7 @@ def backward(dy, x, w, config):
 
 def _conv_forward(x, w, b, *, config):
     if not _use_onednn(x, w, b):
-        y = _lax_forward(x, w, config)
+        y = _lax().forward(x, w, config)
         return y if b is None else y + b
     return _onednn_forward(x, w, b, config=config)
 
@@ -396,12 +383,12 @@ def conv_onednn(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1
 def input_grad(dy, x_shape, w, config):
     """:func:`input_gradient` in the convolution registry's form (``x`` given by its shape)."""
     if not _use_onednn(dy, w):
-        return _lax_input_gradient(dy, jnp.zeros(x_shape, dy.dtype), w, config)
+        return _lax().input_grad(dy, tuple(x_shape), w, config)
     return _backward_data_pass(dy, w, x_shape=tuple(x_shape), config=config)
 
 
 def kernel_grad(dy, x, w_shape, config):
     """:func:`weight_gradient` in the convolution registry's form (``w`` given by its shape)."""
     if not _use_onednn(dy, x):
-        return _lax_weight_gradient(dy, x, jnp.zeros(w_shape, x.dtype), config)
+        return _lax().kernel_grad(dy, x, tuple(w_shape), config)
     return _backward_weights_pass(dy, x, w_shape=tuple(w_shape), config=config)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers.scripts import run_script
+from support.scripts import run_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

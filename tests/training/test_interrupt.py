@@ -1,7 +1,7 @@
 """Ctrl-C everywhere (jaxcnn.training.interrupt): one line, status 130, no traceback, no crash, exact resume.
 
 Real ``python -m jaxcnn`` processes get SIGINT at named moments. The test-side
-observer (``tests/helpers/jaxcnn_observer.py``, armed through ``sitecustomize``)
+observer (``tests/support/jaxcnn_observer.py``, armed through ``sitecustomize``)
 makes a process print ``jaxcnn-test: phase NAME`` on stderr when it reaches one
 (``imports``, ``setup``, ``compile``, ``epoch E step S``, ``save E``, ``eval``,
 ``check-grads``); the test sends SIGINT as soon as the line appears. Its pause at
@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import jaxcnn_observer as observer
+from support import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint, interrupt
 from jaxcnn.training import loop as train

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import jaxcnn_observer as observer
+from support import jaxcnn_observer as observer
 from jaxcnn import cli
 from jaxcnn.training import checkpoint
 from jaxcnn.training import parallel

@@ -84,7 +84,7 @@ def matmul_flops_per_second(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / seconds
 
 
-def compiled_train_step(model, params, x, labels, *, mode: str, learning_rate: float = 1e-3):
+def compiled_train_step(model, params, x, labels, *, grad: str, learning_rate: float = 1e-3):
     """An ahead-of-time compiled Adam step and its compile time.
 
     Returns:
@@ -95,7 +95,7 @@ def compiled_train_step(model, params, x, labels, *, mode: str, learning_rate: f
     state = tx.init(params)
 
     def step(params, state, x, labels):
-        loss, grads, _ = loss_and_grad(model, params, x, labels, mode=mode)
+        loss, grads, _ = loss_and_grad(model, params, x, labels, grad=grad)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -114,7 +114,7 @@ def train_step_flops(model, params, x) -> float:
     return 3.0 * float((analysis or {}).get("flops", 0.0))
 
 
-def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_size: int, chunk: int,
+def epoch_compile_seconds(model, params, images, labels, *, grad: str, batch_size: int, chunk: int,
                           unroll: bool = False) -> float:
     """Seconds to compile the training program that runs ``chunk`` Adam steps (``jaxcnn.training.steps``).
 
@@ -124,7 +124,7 @@ def epoch_compile_seconds(model, params, images, labels, *, mode: str, batch_siz
     from jaxcnn.training import steps  # pylint: disable=import-outside-toplevel
 
     tx = optax.adam(1e-3)
-    program = steps.make_train_chunk(model, tx, grad=mode, augment="none", batch_size=batch_size,
+    program = steps.make_train_chunk(model, tx, grad=grad, augment="none", batch_size=batch_size,
                                      steps_per_epoch=len(labels) // batch_size, chunk=chunk, unroll=unroll)
     start = time.perf_counter()
     program.lower(params, tx.init(params), images, labels, jax.random.key(0), jnp.int32(0)).compile()

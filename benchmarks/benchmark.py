@@ -94,7 +94,7 @@ def jax_train_steps(model_names, batch, repeats, matmul_rate, peers=None, impls=
             _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
             flops = flops or bench.train_step_flops(model, params, x)
             for mode in MODES:
-                run, seconds = bench.compiled_train_step(model, params, x, labels, mode=mode)
+                run, seconds = bench.compiled_train_step(model, params, x, labels, grad=mode)
                 candidates[(impl, mode)], compile_seconds[(impl, mode)] = run, seconds
         if peers:
             candidates[("peer", name)] = peers[name]
@@ -120,8 +120,8 @@ def epoch_compiles(model_names, batch, epoch_steps, modes=MODES):
         _, params = model.init(jax.random.PRNGKey(0), (-1, 28, 28, 1))
         unroll = steps.lax_conv_on_cpu(model, params, (batch, 28, 28, 1))
         for mode in modes:
-            one = bench.epoch_compile_seconds(model, params, images, labels, mode=mode, batch_size=batch, chunk=1)
-            epoch = bench.epoch_compile_seconds(model, params, images, labels, mode=mode, batch_size=batch,
+            one = bench.epoch_compile_seconds(model, params, images, labels, grad=mode, batch_size=batch, chunk=1)
+            epoch = bench.epoch_compile_seconds(model, params, images, labels, grad=mode, batch_size=batch,
                                                 chunk=1 if unroll else epoch_steps, unroll=unroll)
             rows.append(dict(model=name, grad=mode, steps=epoch_steps, step_compile_seconds=one,
                              epoch_compile_seconds=epoch, ratio=epoch / one))

@@ -120,7 +120,7 @@ def whole_steps(grads, batch, rng):
     _, params = model.init(jax.random.key(0), (-1, *x.shape[1:]))
     candidates = {}
     for grad in grads:
-        step = jax.jit(lambda p, x, y, grad=grad: loss_and_grad(model, p, x, y, mode=grad))
+        step = jax.jit(lambda p, x, y, grad=grad: loss_and_grad(model, p, x, y, grad=grad))
         candidates[f"whole step, jaxcnn {grad}"] = lambda step=step: step(params, x, labels)
     net = torch_net("classic")
     tx = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous()

@@ -50,8 +50,8 @@ def second_forward():
     """The step as before: ``loss_grad_and_logits``'s logits replaced by a second ``apply`` in training mode."""
     original = gradients.loss_grad_and_logits
 
-    def separate(model, params, x, labels, *, mode, state=(), key=None, **kwargs):
-        value, grads, new_state, _ = original(model, params, x, labels, mode=mode, state=state, key=key, **kwargs)
+    def separate(model, params, x, labels, *, grad, state=(), key=None, **kwargs):
+        value, grads, new_state, _ = original(model, params, x, labels, grad=grad, state=state, key=key, **kwargs)
         logits, _ = model.apply_with_state(params, state, x, key=key, train=True)
         return value, grads, new_state, logits
 

@@ -29,7 +29,7 @@ The candidates:
 * ``jaxcnn jit step``: the README quick start: ``jax.jit`` of a step calling
   ``jaxcnn.loss_and_grad`` (``state=`` for resnet) and an ``optax.adam`` update, params and
   optimizer state (and model state) donated, called in a Python loop over batches sliced on the
-  device before timing. One row per ``--jit-grads`` mode (``mode=`` of ``loss_and_grad``);
+  device before timing. One row per ``--jit-grads`` mode (``grad=`` of ``loss_and_grad``);
   ``default`` is the model's own mode, the one its train path row uses, so the two rows compare
   the same gradients (labelled ``jaxcnn jit step``; any other mode ``jaxcnn jit step (MODE)``).
 * ``pytorch eager``: the ``torch.nn.Module`` (NCHW), ``torch.optim.Adam``, a Python loop.
@@ -231,15 +231,15 @@ def initial_params(config):
     return model, jax.device_get(params), loop.initial_model_state(model, peer_nets.INPUT_SHAPE)
 
 
-def jit_step_candidate(name, params, model_state, data, mode="autodiff"):
-    """The README quick start's step: ``jax.jit`` of ``loss_and_grad(..., mode=mode)`` + ``optax.adam``, donated."""
+def jit_step_candidate(name, params, model_state, data, grad="autodiff"):
+    """The README quick start's step: ``jax.jit`` of ``loss_and_grad(..., grad=grad)`` + ``optax.adam``, donated."""
     model = models.get_model(name, impl="auto")
     tx = optax.adam(LR)
     stateful = model_state is not None
 
     if stateful:
         def step(params, opt_state, model_state, x, y):
-            loss, grads, model_state = jaxcnn.loss_and_grad(model, params, x, y, mode=mode,
+            loss, grads, model_state = jaxcnn.loss_and_grad(model, params, x, y, grad=grad,
                                                                    state=model_state)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, model_state, loss
@@ -247,7 +247,7 @@ def jit_step_candidate(name, params, model_state, data, mode="autodiff"):
         step = jax.jit(step, donate_argnums=(0, 1, 2))
     else:
         def step(params, opt_state, x, y):
-            loss, grads, _ = jaxcnn.loss_and_grad(model, params, x, y, mode=mode)
+            loss, grads, _ = jaxcnn.loss_and_grad(model, params, x, y, grad=grad)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 

@@ -6,7 +6,7 @@ Encoder: Conv 3×3/2 (16) → ReLU → Conv 3×3/2 (4) → ReLU (28×28×1 → a
 784 pixels); decoder:
 ConvTranspose 3×3/2 (16) → ReLU → ConvTranspose 3×3/2 (1) → Sigmoid (back to 28×28×1). The loss
 is :func:`jaxcnn.ops.losses.mean_squared_error` of the reconstruction against the input, whose
-hand rule starts the explicit sweep in ``mode="backprop"``. The same init is trained with
+hand rule starts the explicit sweep in ``grad="backprop"``. The same init is trained with
 ``autodiff``, ``manual`` and ``backprop`` (Adam, full-batch epochs of the bundled 5,000 training
 digits); the script writes ``reconstructions.png`` (originals above each mode's reconstructions
 of the first test digits) and ``autoencoder.json`` (per-mode test MSE per epoch, seconds).
@@ -62,7 +62,7 @@ def make_epoch(model, tx, mode, batch_size):
 
     def step(carry, x):
         params, opt_state = carry
-        loss, grads, _ = loss_and_grad(model, params, x, x, mode=mode, loss=mean_squared_error)
+        loss, grads, _ = loss_and_grad(model, params, x, x, grad=mode, loss=mean_squared_error)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 

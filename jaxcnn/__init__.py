@@ -17,31 +17,11 @@ import importlib as _importlib
 
 __version__ = "0.2.0"
 
+#: The floors whose whole ``__all__`` is also the top level's, looked up on first use.
+_FLOORS = ("jaxcnn.ops", "jaxcnn.nn")
+#: The names the top level re-exports from the other floors.
 _EXPORTS = {
-    "jaxcnn.ops": (
-        "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
-        "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward",
-        "softplus", "softplus_backward", "silu", "silu_backward", "mish", "mish_backward", "softmax", "log_softmax",
-        "conv", "conv_backward", "conv_transpose", "conv_transpose_backward",
-        "dense", "dense_backward", "dropout", "dropout_backward",
-        "softmax_cross_entropy", "softmax_cross_entropy_backward",
-        "softmax_binary_cross_entropy", "softmax_binary_cross_entropy_backward",
-        "mean_squared_error", "mean_squared_error_backward",
-        "batch_moments", "batch_norm", "batch_norm_backward", "batch_norm_inference", "batch_norm_inference_backward",
-        "layer_norm", "layer_norm_backward", "group_norm", "group_norm_backward",
-        "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool", "global_avg_pool_backward",
-        "conv_output_size", "conv_transpose_output_size", "declare", "Op", "ForwardModeError",
-    ),
     "jaxcnn.ops.hand_rule": ("hand_rule",),
-    "jaxcnn.nn": (
-        "Layer", "stateless_layer", "layer_from_op", "op_layer", "check_structure", "check_input_shape",
-        "Conv", "ConvTranspose", "Dense", "Flatten", "MaxPool", "AvgPool", "GlobalAvgPool",
-        "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Gelu", "Softplus", "Silu", "Mish",
-        "LayerNorm", "GroupNorm", "BatchNorm", "Dropout",
-        "serial", "parallel", "residual", "FanOut", "FanInSum", "FanInConcat", "Identity",
-        "lecture_net", "classic_net", "sequence_net", "classic_dropout_net", "basic_block", "resnet", "get_model",
-        "summary", "summarize_named", "param_count", "layer_rows",
-    ),
     "jaxcnn.proof": ("loss_and_grad", "loss_grad_and_logits", "backprop", "assert_modes_agree"),
     "jaxcnn.lecture": ("conv_matrix", "convolve"),
     "jaxcnn.training": ("TrainConfig", "train_and_evaluate", "evaluate_checkpoint", "configure_process"),
@@ -49,15 +29,23 @@ _EXPORTS = {
 _SUBPACKAGES = ("ops", "nn", "proof", "training", "lecture", "testing")
 _SOURCE = {name: package for package, names in _EXPORTS.items() for name in names}
 
-__all__ = [*_SUBPACKAGES, *_SOURCE]
+
+def _floor_names() -> list:
+    """Every name of the ops and nn floors' ``__all__`` (imports them: jax, no training dependency)."""
+    return [name for floor in _FLOORS for name in _importlib.import_module(floor).__all__]
 
 
 def __getattr__(name):
     """Imports a subpackage, or an exported name's floor, on first use (PEP 562)."""
-    if name in _SUBPACKAGES:
+    if name == "__all__":
+        value = [*_SUBPACKAGES, *_floor_names(), *_SOURCE]
+    elif name in _SUBPACKAGES:
         value = _importlib.import_module(f"{__name__}.{name}")
     elif name in _SOURCE:
         value = getattr(_importlib.import_module(_SOURCE[name]), name)
+    elif not name.startswith("_") and name in _floor_names():
+        value = next(getattr(floor, name) for floor in map(_importlib.import_module, _FLOORS)
+                     if name in floor.__all__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -65,4 +53,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__getattr__("__all__")))

@@ -21,10 +21,20 @@ if "JAXCNN_COMPILATION_CACHE" not in os.environ:
     os.environ["JAXCNN_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxcnn-test-xla-cache-")
     atexit.register(shutil.rmtree, os.environ["JAXCNN_COMPILATION_CACHE"], ignore_errors=True)
 
+from hypothesis_profiles import CI_EXAMPLES, PROFILE, THOROUGH_FACTOR  # noqa: E402
+
+# Most of the suite's time is XLA compiling small programs, each run a few times. In the default
+# profile XLA's CPU backend compiles at optimisation level 0 (LLVM without its optimisation passes):
+# the same programs and the same IEEE arithmetic (XLA:CPU does not enable fast math), compiled in
+# about half the time and run slower. It reaches the CLI's subprocesses through the environment.
+# The thorough profile, and a run with an optimisation level of its own in XLA_FLAGS, compile as
+# users do. docs/testing.md gives the measurements.
+SUITE_XLA_FLAG = "--xla_backend_optimization_level=0"
+if PROFILE != "thorough" and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAG}".strip()
+
 import jax  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
-
-from hypothesis_profiles import CI_EXAMPLES, PROFILE, THOROUGH_FACTOR  # noqa: E402
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True,

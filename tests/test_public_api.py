@@ -19,6 +19,7 @@ import pkgutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,73 @@ def test_no_floor_name_is_both_a_module_and_a_function(face):
 def test_the_top_level_exports_no_module_but_its_subpackages():
     modules = [name for name in jaxcnn.__all__ if isinstance(getattr(jaxcnn, name), types.ModuleType)]
     assert sorted(modules) == sorted(["ops", "nn", "proof", "training", "lecture", "testing"])
+
+
+# ------------------------------------------------------------- a new op's reach
+
+NEW_OP = '''
+
+def _softsign(x):
+    return x / (1 + jnp.abs(x))
+
+
+def softsign_backward(dy, x):
+    """Hand rule of :func:`softsign`: ``dx = dy / (1 + |x|)²``."""
+    return dy / (1 + jnp.abs(x)) ** 2
+
+
+@declare(_softsign, softsign_backward)
+def softsign(x):
+    """Softsign ``x / (1 + |x|)``, elementwise."""
+    return (_inexact(x),), {}
+
+
+__all__ += ["softsign", "softsign_backward"]
+'''
+
+NEW_LAYER = '''
+
+Softsign = layer_from_op(activations.softsign)
+__all__ += ["Softsign"]
+'''
+
+
+def test_a_new_op_and_its_layer_need_edits_in_two_package_files(tmp_path):
+    """Declaring an op in its module and deriving its layer reaches every face with no other edit.
+
+    A copy of the package gets ``softsign`` appended to ``ops/activations.py`` (with its
+    ``__all__`` entry) and ``Softsign = layer_from_op(softsign)`` to ``nn/layers.py``; nothing
+    else changes, and ``jaxcnn.ops``, ``jaxcnn.nn`` and the top level export both, the layer
+    running its hand rule under ``grad="manual"``.
+    """
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    package = Path(jaxcnn.__file__).parent
+    copy = tmp_path / "jaxcnn"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__", "*.so", "mnist_sample"))
+    with open(copy / "ops" / "activations.py", "a", encoding="utf-8") as file:
+        file.write(NEW_OP)
+    with open(copy / "nn" / "layers.py", "a", encoding="utf-8") as file:
+        file.write("\nfrom jaxcnn.ops import activations  # noqa: E402\n" + NEW_LAYER)
+    changed = sorted(str(path.relative_to(tmp_path)) for path in copy.rglob("*.py")
+                     if path.read_bytes() != (package / path.relative_to(copy)).read_bytes())
+    assert changed == ["jaxcnn/nn/layers.py", "jaxcnn/ops/activations.py"]
+    result = _run(f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+import jax, jax.numpy as jnp
+import jaxcnn, jaxcnn.ops, jaxcnn.nn
+assert jaxcnn.__file__.startswith({str(tmp_path)!r}), jaxcnn.__file__
+model = jaxcnn.serial(jaxcnn.Dense(3), jaxcnn.Softsign())
+_, params = model.init(jax.random.key(0), (-1, 4))
+x = jnp.linspace(-2.0, 2.0, 8).reshape(2, 4)
+grads = {{grad: jax.grad(lambda p: jnp.sum(model.apply(p, x, grad=grad)))(params) for grad in ("autodiff", "manual")}}
+difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(*map(jax.tree.leaves, grads.values())))
+print(json.dumps(dict(
+    ops="softsign" in jaxcnn.ops.__all__ and "softsign_backward" in jaxcnn.ops.__all__,
+    nn="Softsign" in jaxcnn.nn.__all__, top=all(n in jaxcnn.__all__ for n in ("softsign", "Softsign")),
+    same=jaxcnn.softsign is jaxcnn.ops.softsign and jaxcnn.Softsign is jaxcnn.nn.Softsign,
+    difference=difference)))
+""")
+    assert result["ops"] and result["nn"] and result["top"] and result["same"], result
+    assert result["difference"] < 1e-6, result

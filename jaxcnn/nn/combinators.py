@@ -21,6 +21,10 @@ import jax.numpy as jnp
 
 from jaxcnn.nn.protocol import Layer, needs_of, stateless_layer, sub_key
 
+__all__ = [
+    "serial", "parallel", "residual", "FanOut", "FanInSum", "FanInConcat", "Identity",
+]
+
 
 def _check_layers(name, layers):
     if not layers or not all(isinstance(layer, Layer) for layer in layers):

@@ -35,6 +35,12 @@ from jaxcnn.ops.hand_rule import Op
 from jaxcnn.ops.norms import group_norm, layer_norm
 from jaxcnn.ops.pool import avg_pool, global_avg_pool, max_pool
 
+__all__ = [
+    "check_input_shape", "layer_from_op", "op_layer", "Conv", "ConvTranspose", "Dense", "Flatten", "MaxPool",
+    "AvgPool", "GlobalAvgPool", "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Gelu", "Softplus", "Silu", "Mish",
+    "LayerNorm", "GroupNorm",
+]
+
 INITS = ("he", "glorot")
 
 

@@ -10,6 +10,10 @@ from jaxcnn.nn.layers import (
     AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, Relu, residual, serial,
 )
 
+__all__ = [
+    "lecture_net", "classic_net", "sequence_net", "classic_dropout_net", "basic_block", "resnet", "get_model",
+]
+
 MNIST_SHAPE = (-1, 28, 28, 1)
 
 

@@ -31,6 +31,10 @@ from typing import Callable, NamedTuple
 
 import jax
 
+__all__ = [
+    "Layer", "stateless_layer", "check_structure",
+]
+
 NEEDS = ("state", "key")
 
 

@@ -21,6 +21,10 @@ from jaxcnn.ops.norms import (
     batch_moments, batch_norm, batch_norm_backward, batch_norm_inference, batch_norm_inference_backward,
 )
 
+__all__ = [
+    "BatchNorm", "Dropout",
+]
+
 
 def _check_real(name, value, low, high, *, closed_high=False):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)

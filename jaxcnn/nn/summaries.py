@@ -24,6 +24,10 @@ import numpy as np
 
 from jaxcnn.nn import models as models_lib
 
+__all__ = [
+    "summary", "summarize_named", "param_count", "layer_rows",
+]
+
 DEFAULT_INPUT_SHAPES = {
     "lecture": models_lib.MNIST_SHAPE[1:],
     "classic": models_lib.MNIST_SHAPE[1:],

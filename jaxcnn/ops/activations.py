@@ -25,6 +25,12 @@ from jax import lax
 
 from jaxcnn.ops.hand_rule import declare
 
+__all__ = [
+    "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward", "leaky_relu",
+    "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward", "softplus", "softplus_backward", "silu",
+    "silu_backward", "mish", "mish_backward", "softmax", "log_softmax",
+]
+
 
 def _check_real(value, name):
     """A finite real number (Python or NumPy scalar); returns it as a float."""

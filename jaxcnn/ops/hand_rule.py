@@ -71,7 +71,7 @@ def _with_rule(forward, backward, name):
             if "custom_vjp" in str(error) and ("forward-mode" in str(error) or "jvp" in str(error).lower()):
                 raise ForwardModeError(
                     f"{name} under grad='manual' has a hand rule for reverse mode only: jax.jvp, jax.jacfwd and "
-                    "jax.linearize cannot run through it. Use grad='autodiff' (mode='autodiff') for forward-mode "
+                    "jax.linearize cannot run through it. Use grad='autodiff' for forward-mode "
                     "derivatives; Hessian-vector products work in every mode as reverse-over-reverse "
                     "(jax.grad of a jax.grad)") from error
             raise

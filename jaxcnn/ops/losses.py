@@ -10,6 +10,11 @@ import numpy as np
 from jaxcnn.ops.hand_rule import declare
 from jaxcnn.ops.activations import log_softmax, softmax
 
+__all__ = [
+    "softmax_cross_entropy", "softmax_cross_entropy_backward", "softmax_binary_cross_entropy",
+    "softmax_binary_cross_entropy_backward", "mean_squared_error", "mean_squared_error_backward",
+]
+
 
 def check_labels(logits, labels):
     """Validates ``logits`` ``(batch, classes)`` against integer ``labels`` ``(batch,)``.

@@ -44,6 +44,11 @@ import jax.numpy as jnp
 
 from jaxcnn.ops.hand_rule import declare
 
+__all__ = [
+    "batch_moments", "batch_norm", "batch_norm_backward", "batch_norm_inference", "batch_norm_inference_backward",
+    "layer_norm", "layer_norm_backward", "group_norm", "group_norm_backward",
+]
+
 # ------------------------------------------------------------------ validation
 
 

@@ -35,6 +35,10 @@ from jaxcnn.ops import hand_rule as manual
 from jaxcnn.ops import patches
 from jaxcnn.ops import padding as padding_lib
 
+__all__ = [
+    "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool", "global_avg_pool_backward",
+]
+
 SPATIAL_RANKS = (1, 2, 3)
 
 

@@ -12,7 +12,7 @@ from jaxcnn.ops.losses import softmax_cross_entropy
 MODES = (*GRAD_MODES, "backprop")  # the ops' two modes, and the explicit sweep
 
 
-def _check(mode, loss, model, state, key):
+def _check(grad, loss, model, state, key):
     if "state" in model.needs and isinstance(state, tuple) and not state:
         raise ValueError(
             f"model {model.name!r} keeps state (running statistics): pass state= "
@@ -22,14 +22,14 @@ def _check(mode, loss, model, state, key):
             f"model {model.name!r} draws random numbers in training (dropout): pass key= "
             "(a jax.random key; derive one per step, e.g. jax.random.fold_in(key, step))"
         )
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode != "autodiff" and not isinstance(loss, Op):
+    if grad not in MODES:
+        raise ValueError(f"grad must be one of {MODES}, got {grad!r}")
+    if grad != "autodiff" and not isinstance(loss, Op):
         raise ValueError(
-            f"mode={mode!r} needs a loss with a hand rule: a jaxcnn op (softmax_cross_entropy, "
+            f"grad={grad!r} needs a loss with a hand rule: a jaxcnn op (softmax_cross_entropy, "
             "softmax_binary_cross_entropy, mean_squared_error, or your own from "
             f"jaxcnn.ops.hand_rule.hand_rule(forward, backward) or declare); got {loss!r} "
-            "(any loss(logits, labels) works with mode='autodiff')"
+            "(any loss(logits, labels) works with grad='autodiff')"
         )
 
 
@@ -56,7 +56,7 @@ def _backprop(model, params, x, labels, loss, *, state, key):
     return value, grads, new_state, logits
 
 
-def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cross_entropy, state=(), key=None):
+def loss_and_grad(model, params, x, labels, *, grad="autodiff", loss=softmax_cross_entropy, state=(), key=None):
     """Loss of ``model`` on a batch, its gradient with respect to ``params``, and the new state.
 
     The model runs in training mode (batch statistics, dropout drawn from ``key``).
@@ -65,7 +65,8 @@ def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cro
       model: a :class:`jaxcnn.nn.protocol.Layer` (usually from ``serial``).
       params: its params pytree.
       x: ``(batch, *input_shape)``; labels: ``(batch,)`` ints.
-      mode: ``"autodiff"`` (``jax.value_and_grad`` through the plain ops),
+      grad: the gradient mode (the same word as the ops' and layers' ``grad=`` and the
+        ``jaxcnn`` command's ``--grad``): ``"autodiff"`` (``jax.value_and_grad`` through the plain ops),
         ``"manual"`` (the same, every op's VJP being its hand rule) or
         ``"backprop"`` (:func:`backprop`).
       loss: ``loss(logits, labels)``; ``manual``/``backprop`` need a loss with a
@@ -81,28 +82,27 @@ def loss_and_grad(model, params, x, labels, *, mode="autodiff", loss=softmax_cro
       three modes can be wrapped in ``jax.jit``. :func:`loss_grad_and_logits` also
       returns the logits.
     """
-    value, grads, new_state, _ = loss_grad_and_logits(model, params, x, labels, mode=mode, loss=loss,
+    value, grads, new_state, _ = loss_grad_and_logits(model, params, x, labels, grad=grad, loss=loss,
                                                       state=state, key=key)
     return value, grads, new_state
 
 
-def loss_grad_and_logits(model, params, x, labels, *, mode="autodiff", loss=softmax_cross_entropy, state=(),
+def loss_grad_and_logits(model, params, x, labels, *, grad="autodiff", loss=softmax_cross_entropy, state=(),
                          key=None):
     """:func:`loss_and_grad` that also returns the forward's logits: ``(loss, grads, new_state, logits)``.
 
     Use it for anything computed from the training batch's logits (accuracy): a second
     ``model.apply`` in the same jitted step is *not* merged with the forward
     inside ``jax.value_and_grad`` by XLA's common-subexpression elimination
-    under ``mode="autodiff"`` (the linearized forward is a different program), and
+    under ``grad="autodiff"`` (the linearized forward is a different program), and
     cost a ResNet-20 training step about 40% (BENCHMARKS.md, "One forward per step").
     Arguments as in :func:`loss_and_grad`.
     """
-    _check(mode, loss, model, state, key)
+    _check(grad, loss, model, state, key)
     if hasattr(x, "shape"):
         check_structure(model, params, state, x.shape)
-    if mode == "backprop":
+    if grad == "backprop":
         return _backprop(model, params, x, labels, loss, state=state, key=key)
-    grad = mode
 
     def objective(p):
         logits, new_state = model.apply_with_state(p, state, x, key=key, train=True, grad=grad)

@@ -71,7 +71,7 @@ def mode_gradients(model, params, x, labels, *, state=(), key=None, chunk=None, 
 
     def grads_of(mode):  # the slice is an argument: one compilation per slice shape, no batch-sized constant
         return jax.jit(lambda p, xs, ys: gradients.loss_and_grad(
-            model, p, xs, ys, mode=mode, state=state, key=key)[1])
+            model, p, xs, ys, grad=mode, state=state, key=key)[1])
 
     functions = {mode: grads_of(mode) for mode in gradients.MODES}
     sums = {}
@@ -198,7 +198,7 @@ def assert_modes_agree(model, params, x, labels, *, loss=softmax_cross_entropy, 
         as64 = lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a
         params, state, x = jax.tree.map(as64, (params, state, x))
         labels = jax.tree.map(as64, labels)
-        run = jax.jit(lambda p, s, xs, ys: {mode: gradients.loss_and_grad(model, p, xs, ys, mode=mode, loss=loss,
+        run = jax.jit(lambda p, s, xs, ys: {mode: gradients.loss_and_grad(model, p, xs, ys, grad=mode, loss=loss,
                                                                          state=s, key=key)
                                             for mode in gradients.MODES})
         results = jax.device_get(run(params, state, x, labels))

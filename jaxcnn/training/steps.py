@@ -124,7 +124,7 @@ def make_train_chunk(model, tx, *, grad: str, augment: str, batch_size: int, ste
         # The logits come out of the differentiated forward itself: a second apply here for the accuracy
         # was not merged with it under autodiff (BENCHMARKS.md, "One forward per step").
         loss, grads, new_state, logits = gradients.loss_grad_and_logits(
-            model, params, x, y, mode=grad, state=model_state, key=key)
+            model, params, x, y, grad=grad, state=model_state, key=key)
         correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, opt_state = tx.update(grads, opt_state, params)

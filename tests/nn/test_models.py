@@ -41,8 +41,8 @@ def test_three_modes_agree_under_jit_and_vmap_float64(x64, name):
     model, params, state, x, labels, key = _setup(name)
     xs = jnp.stack([x, -0.5 * x])
     run = lambda mode: jax.jit(jax.vmap(
-        lambda x: loss_and_grad(model, params, x, labels, mode=mode, state=state, key=key)))
-    alone = jax.jit(lambda x: loss_and_grad(model, params, x, labels, mode="autodiff", state=state, key=key))
+        lambda x: loss_and_grad(model, params, x, labels, grad=mode, state=state, key=key)))
+    alone = jax.jit(lambda x: loss_and_grad(model, params, x, labels, grad="autodiff", state=state, key=key))
     expected = [jax.tree_util.tree_leaves(alone(xs[index])) for index in range(2)]
     assert len(expected[0]) > 1
     for mode in MODES:
@@ -62,7 +62,7 @@ def test_hessian_vector_products_agree_float64(x64, name):
 
     def hvp(mode):
         def directional(p):
-            grads = loss_and_grad(model, p, x, labels, mode=mode, state=state, key=key)[1]
+            grads = loss_and_grad(model, p, x, labels, grad=mode, state=state, key=key)[1]
             return sum(jnp.vdot(g, u) for g, u in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(v)))
         return jax.jit(jax.grad(directional))(params)
 

@@ -29,7 +29,7 @@ def _as64(tree):
 
 def _three_modes(model, params, x, labels, **kwargs):
     """``{mode: loss_and_grad(...)}`` for the three modes, each jitted."""
-    return {mode: jax.jit(lambda p, m=mode: jaxcnn.loss_and_grad(model, p, x, labels, mode=m, **kwargs))(params)
+    return {mode: jax.jit(lambda p, m=mode: jaxcnn.loss_and_grad(model, p, x, labels, grad=m, **kwargs))(params)
             for mode in MODES}
 
 
@@ -159,7 +159,7 @@ def test_stateful_model_without_state_is_a_clear_error():
         model.apply(params, x)
     for mode in MODES:
         with pytest.raises(ValueError, match="pass state="):
-            jaxcnn.loss_and_grad(model, params, x, labels, mode=mode)
+            jaxcnn.loss_and_grad(model, params, x, labels, grad=mode)
     with pytest.raises(ValueError, match="expects state with one entry per layer"):
         model.apply_with_state(params, [()], x)
 

@@ -36,7 +36,7 @@ BAD_INPUTS = [
     ("another model's params", lambda: loss_and_grad(CLASSIC, _params(models.lecture_net()), X, LABELS), ValueError,
      ["params do not fit model serial", "layer", "init_with_state"]),
     ("another model's params in backprop", lambda: loss_and_grad(
-        CLASSIC, _params(models.lecture_net()), X, LABELS, mode="backprop"), ValueError, ["params do not fit model"]),
+        CLASSIC, _params(models.lecture_net()), X, LABELS, grad="backprop"), ValueError, ["params do not fit model"]),
     ("params of the right count, wrong shapes", lambda: loss_and_grad(
         CLASSIC, _params(models.classic_net(num_classes=7)), X, LABELS), ValueError,
      ["entry 8/b of layer Dense10", "shape (7,)", "expected (10,)"]),

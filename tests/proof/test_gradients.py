@@ -42,7 +42,7 @@ def _setup(rank, impl, dtype, seed=0):
 
 def _all_modes(model, params, x, labels, loss=jaxcnn.softmax_cross_entropy):
     # Compilation dominates these small nets; XLA's backend optimisations buy nothing here.
-    run = jax.jit(lambda p, x, y: {m: loss_and_grad(model, p, x, y, mode=m, loss=loss) for m in MODES},
+    run = jax.jit(lambda p, x, y: {m: loss_and_grad(model, p, x, y, grad=m, loss=loss) for m in MODES},
                   compiler_options={"xla_backend_optimization_level": 0})
     return run(params, x, labels)
 
@@ -70,7 +70,7 @@ def test_manual_and_backprop_run_the_same_ops_under_auto():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((8, 28, 28, 1)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
-    manual_run, backprop_run = (jax.jit(lambda p, x, y, m=m: loss_and_grad(model, p, x, y, mode=m))(params, x, labels)
+    manual_run, backprop_run = (jax.jit(lambda p, x, y, m=m: loss_and_grad(model, p, x, y, grad=m))(params, x, labels)
                                 for m in ("manual", "backprop"))
     np.testing.assert_array_equal(manual_run[0], backprop_run[0])
     jax.tree.map(np.testing.assert_array_equal, manual_run[1], backprop_run[1])
@@ -115,7 +115,7 @@ def test_backprop_uses_no_autodiff(monkeypatch):
 
     for name in ("grad", "vjp", "value_and_grad", "custom_vjp", "linearize", "jvp"):
         monkeypatch.setattr(jax, name, forbidden)
-    value, grads, _ = jax.jit(lambda p: loss_and_grad(model, p, x, labels, mode="backprop"))(params)
+    value, grads, _ = jax.jit(lambda p: loss_and_grad(model, p, x, labels, grad="backprop"))(params)
     assert np.isfinite(float(value)) and len(grads) == len(params)
 
 
@@ -135,7 +135,7 @@ def test_backprop_uses_no_autodiff_in_any_model(monkeypatch, name):
 
     for attribute in ("grad", "vjp", "value_and_grad", "custom_vjp", "linearize", "jvp"):
         monkeypatch.setattr(jax, attribute, forbidden)
-    out = jax.eval_shape(lambda p: loss_and_grad(model, p, x, labels, mode="backprop", **kwargs), params)
+    out = jax.eval_shape(lambda p: loss_and_grad(model, p, x, labels, grad="backprop", **kwargs), params)
     assert jax.tree.structure(out[1]) == jax.tree.structure(params)
 
 
@@ -161,7 +161,7 @@ def test_vmap_of_per_example_gradients(grad):
 
     batched = jax.jit(jax.vmap(per_example))(x, labels)
     summed = jax.tree_util.tree_map(lambda g: g.sum(0) / x.shape[0], batched)
-    _, full, _ = loss_and_grad(model, params, x, labels, mode="autodiff")
+    _, full, _ = loss_and_grad(model, params, x, labels, grad="autodiff")
     for a, b in zip(jax.tree_util.tree_leaves(summed), jax.tree_util.tree_leaves(full)):
         assert_close(a, b, rtol=1e-5)
 
@@ -216,10 +216,10 @@ def test_layer_errors():
 @pytest.mark.slow
 def test_loss_and_grad_errors():
     model, params, x, labels = _setup(1, "lax", jnp.float32)
-    with pytest.raises(ValueError, match="mode must be one of \\('autodiff', 'manual', 'backprop'\\), got 'reverse'"):
-        loss_and_grad(model, params, x, labels, mode="reverse")
+    with pytest.raises(ValueError, match="grad must be one of \\('autodiff', 'manual', 'backprop'\\), got 'reverse'"):
+        loss_and_grad(model, params, x, labels, grad="reverse")
     with pytest.raises(ValueError, match="needs a loss with a hand rule"):
-        loss_and_grad(model, params, x, labels, mode="backprop", loss=lambda z, y: jnp.sum(z))
+        loss_and_grad(model, params, x, labels, grad="backprop", loss=lambda z, y: jnp.sum(z))
     value, _, _ = loss_and_grad(model, params, x, labels, loss=lambda z, y: jnp.sum(z ** 2))
     assert np.isfinite(float(value))
 
@@ -235,12 +235,17 @@ def test_loss_grad_and_logits_returns_the_forwards_logits(x64, name):
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1), jnp.float64)
     labels = jnp.array([0, 4, 2, 9])
     extra = {"state": state, "key": jax.random.PRNGKey(7) if "key" in model.needs else None}
-    expected, _ = model.apply_with_state(params, state, x, key=extra["key"], train=True)
-    for mode in MODES:
-        value, grads, new_state, logits = jaxcnn.proof.gradients.loss_grad_and_logits(
-            model, params, x, labels, mode=mode, **extra)
+
+    @jax.jit  # one compilation for every mode (op-by-op dispatch of three ResNet gradients is the slow part)
+    def run(params):
+        expected, _ = model.apply_with_state(params, state, x, key=extra["key"], train=True)
+        return expected, {mode: (jaxcnn.proof.gradients.loss_grad_and_logits(model, params, x, labels, grad=mode,
+                                                                              **extra),
+                                 loss_and_grad(model, params, x, labels, grad=mode, **extra)) for mode in MODES}
+
+    expected, results = run(params)
+    for mode, ((value, grads, new_state, logits), reference) in results.items():
         assert_close(logits, expected, rtol=1e-12, err_msg=mode)
-        reference = loss_and_grad(model, params, x, labels, mode=mode, **extra)
         assert_close(value, reference[0], rtol=1e-12)
         for g, e in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(reference[1])):
             assert_close(g, e, rtol=1e-12, err_msg=mode)

@@ -50,7 +50,7 @@ def test_own_op_and_own_loss_train_alike_in_every_mode(x64):
     labels = jnp.array([0, 1, 2, 3, 1])
     trained = {}
     for mode in MODES:
-        step = jax.jit(lambda p, m=mode: loss_and_grad(model, p, x, labels, mode=m, loss=HINGE))
+        step = jax.jit(lambda p, m=mode: loss_and_grad(model, p, x, labels, grad=m, loss=HINGE))
         p, losses = params, []
         for _ in range(5):
             value, grads, _ = step(p)

@@ -111,7 +111,7 @@ def test_layer_three_modes_agree(x64, name):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(4, *input_shape)))
     labels = jnp.array([0, 2, 1, 2])
     key = jax.random.key(3) if "key" in model.needs else None
-    run = jax.jit(lambda p, s: {mode: loss_and_grad(model, p, x, labels, mode=mode, state=s, key=key)
+    run = jax.jit(lambda p, s: {mode: loss_and_grad(model, p, x, labels, grad=mode, state=s, key=key)
                                 for mode in MODES})
     results = run(params, state)
     reference = results["autodiff"]

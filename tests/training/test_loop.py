@@ -386,7 +386,7 @@ def test_a_training_step_runs_one_forward(grad):
     images, labels = jnp.zeros((8, 28, 28, 1)), jnp.zeros((8,), jnp.int32)
     chunk = steps.make_train_chunk(model, tx, grad=grad, augment="none", batch_size=4, steps_per_epoch=2, chunk=1)
     program = jax.make_jaxpr(chunk)(params, tx.init(params), images, labels, jax.random.key(1), jnp.int32(0))
-    alone = jax.make_jaxpr(lambda p, x, y: gradients.loss_and_grad(model, p, x, y, mode=grad))(
+    alone = jax.make_jaxpr(lambda p, x, y: gradients.loss_and_grad(model, p, x, y, grad=grad))(
         params, images[:4], labels[:4])
     assert _count(alone, "dot_general") >= 6  # 2 convs + 2 dense, forward and backward
     assert _count(program, "dot_general") == _count(alone, "dot_general")

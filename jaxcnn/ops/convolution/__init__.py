@@ -131,7 +131,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=
     the hand rule, differentiated (if ever) by JAX, no ``custom_vjp``.
 
     It computes with the same ops as the forward of ``conv(..., grad="manual")``, so the explicit sweep
-    (``mode="backprop"``), which calls it and then :func:`conv_backward`, runs what ``grad="manual"``
+    (``grad="backprop"``), which calls it and then :func:`conv_backward`, runs what ``grad="manual"``
     runs: under ``impl="auto"`` ResNet's padded 16-channel layers get ``"hybrid"``'s forward (XLA's
     convolution) in both, where ``jax.grad``'s resolution would give im2col's. Arguments and result as in
     :func:`conv`.

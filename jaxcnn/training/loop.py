@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from jaxcnn.nn import models
+from jaxcnn.ops import onednn
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
 from jaxcnn.training import checkpoint, compile_cache, data, interrupt, parallel, plots
@@ -225,6 +226,18 @@ def resolve_dataset(config: TrainConfig, notice=print) -> TrainConfig:
     return dataclasses.replace(config, dataset=data.resolve_mnist(config.data_dir, notice))
 
 
+def onednn_notice(config: TrainConfig, params) -> Optional[str]:
+    """The line a run prints when ``impl="auto"`` would run oneDNN's convolutions (float32 params on
+    the CPU) but the native extension is unavailable (:func:`jaxcnn.ops.onednn.unavailable_reason`),
+    so ``auto`` falls back to XLA's convolution and im2col; ``None`` when there is nothing to say."""
+    dtypes = {str(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)}
+    if config.impl != "auto" or jax.default_backend() != "cpu" or dtypes != {"float32"} or onednn.available():
+        return None
+    return (f"note: oneDNN convolutions unavailable ({onednn.unavailable_reason()}); "
+            "impl auto uses XLA and im2col instead")
+
+
 def build_model(config: TrainConfig, input_shape, num_classes: int):
     """The model of ``config`` and its freshly initialised params (key: ``split(seed)[0]``).
 
@@ -388,7 +401,8 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     saved config equals ``config`` except perhaps ``epochs`` (a longer run keeps
     going; the schedule then stretches, so only ``schedule="constant"``
     continues exactly). A run killed before its first checkpoint resumes from
-    epoch 1.
+    epoch 1. ``notice`` receives the one-line notices: the data set ``"mnist"`` resolved to,
+    and :func:`onednn_notice`'s.
 
     Raises:
       TypeError: ``config`` is not a :class:`TrainConfig`.
@@ -410,6 +424,9 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     else:
         _check_fresh(workdir)
     built = build(config)
+    line = onednn_notice(config, built.params)
+    if line is not None and parallel.is_writer():
+        notice(line)
     model, tx, steps = built.model, built.tx, built.steps_per_epoch
     train_images, train_labels, test_images, test_labels = built.data
     state = initial_state(config, built.params, tx, built.model_state)

@@ -31,6 +31,7 @@ from jaxcnn.ops.convolution.config import (
     forward_only,
     input_grad_padding,
     kernel_grad_padding,
+    operands_dtype,
     output_spatial,
     platform,
     transpose_kernel,
@@ -90,7 +91,8 @@ def _resolved(x, w, b, impl, *, manual: bool, options, **operands):
     check_impl(impl)
     config = conv_config(jnp.shape(x), jnp.shape(w), **options)
     check_bias(b, jnp.shape(w)[-1])
-    case_of = lambda **passes: Case.of(jnp.shape(x), jnp.shape(w), config, platform(x), **passes)
+    dtype = operands_dtype(x, w, *operands.values())
+    case_of = lambda **passes: Case.of(jnp.shape(x), jnp.shape(w), config, platform(x), dtype, **passes)
     impl = pick(impl, case_of, manual=manual)
     check_runs(impl, jnp.shape(w), config, x=x, w=w, **operands)
     return impl, config

@@ -227,9 +227,10 @@ def resolve_dataset(config: TrainConfig, notice=print) -> TrainConfig:
 
 
 def onednn_notice(config: TrainConfig, params) -> Optional[str]:
-    """The line a run prints when ``impl="auto"`` would run oneDNN's convolutions (float32 params on
-    the CPU) but the native extension is unavailable (:func:`jaxcnn.ops.onednn.unavailable_reason`),
-    so ``auto`` falls back to XLA's convolution and im2col; ``None`` when there is nothing to say."""
+    """The line ``jaxcnn train`` prints after its header when ``impl="auto"`` would run oneDNN's
+    convolutions (float32 params on the CPU) but the native extension is unavailable
+    (:func:`jaxcnn.ops.onednn.unavailable_reason`), so ``auto`` falls back to XLA's convolution and
+    im2col; ``None`` when there is nothing to say."""
     dtypes = {str(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)
               if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)}
     if config.impl != "auto" or jax.default_backend() != "cpu" or dtypes != {"float32"} or onednn.available():
@@ -401,8 +402,7 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     saved config equals ``config`` except perhaps ``epochs`` (a longer run keeps
     going; the schedule then stretches, so only ``schedule="constant"``
     continues exactly). A run killed before its first checkpoint resumes from
-    epoch 1. ``notice`` receives the one-line notices: the data set ``"mnist"`` resolved to,
-    and :func:`onednn_notice`'s.
+    epoch 1.
 
     Raises:
       TypeError: ``config`` is not a :class:`TrainConfig`.
@@ -424,9 +424,6 @@ def prepare(config: TrainConfig, workdir, *, resume: bool = False, notice=print)
     else:
         _check_fresh(workdir)
     built = build(config)
-    line = onednn_notice(config, built.params)
-    if line is not None and parallel.is_writer():
-        notice(line)
     model, tx, steps = built.model, built.tx, built.steps_per_epoch
     train_images, train_labels, test_images, test_labels = built.data
     state = initial_state(config, built.params, tx, built.model_state)

@@ -398,7 +398,7 @@ on_cpu = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the notice i
 def test_jaxcnn_train_without_a_compiler_says_so_once_and_trains(tmp_path):
     """The install without a compiler: ``python -m jaxcnn train`` with no ``g++`` on the ``PATH``, no ``$CXX``
     and an empty build cache trains with ``auto``'s other impls (no call reaches the ``onednn`` impl's own
-    fallback, which would warn) and says why in exactly one line."""
+    fallback, which would warn) and says why in exactly one line, after its header on stdout."""
     root = pathlib.Path(__file__).resolve().parents[2]
     empty_path, cache, workdir = tmp_path / "bin", tmp_path / "cache", tmp_path / "run"
     empty_path.mkdir()
@@ -410,9 +410,11 @@ def test_jaxcnn_train_without_a_compiler_says_so_once_and_trains(tmp_path):
     done = subprocess.run([sys.executable, "-m", "jaxcnn", *argv], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    notes = [line for line in done.stderr.splitlines() if "oneDNN" in line]
+    assert "oneDNN" not in done.stderr, done.stderr
+    notes = [line for line in done.stdout.splitlines() if "oneDNN" in line]
     assert notes == ["note: oneDNN convolutions unavailable (no C++ compiler to build the oneDNN extension "
-                     "('g++' not found)); impl auto uses XLA and im2col instead"], done.stderr
+                     "('g++' not found)); impl auto uses XLA and im2col instead"], done.stdout
+    assert done.stdout.splitlines()[1] == notes[0]  # right after the header
     assert "using lax.conv_general_dilated" not in done.stderr and not list(cache.glob("jaxcnn/onednn_conv-*"))
     (record,) = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and math.isfinite(record["train_loss"])

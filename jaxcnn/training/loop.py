@@ -42,9 +42,10 @@ INT32_MAX = 2**31 - 1  # the optimizer's step counter is an int32
 SEED_BOUND = 2**32  # jax.random.key(seed) keeps the low 32 bits: seeds >= 2**32 would repeat smaller ones
 DEFAULT_WEIGHT_DECAY = 0.05  # adamw's, when weight_decay is None
 #: The gradient mode of a model when ``grad`` is None; every other model: ``"autodiff"``.
-#: ResNet-20's hand rules (``"manual"``: XLA's convolution for the forward and the input
-#: gradient of its 16-channel layers, im2col for the rest) train it 1.4× faster on the CPU
-#: than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"). The classic and lecture
+#: Where oneDNN's extension is unavailable, ResNet-20's hand rules (``"manual"``: XLA's convolution
+#: for the forward and the input gradient of its 16-channel layers, im2col for the rest) train it
+#: 1.4× faster on the CPU than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"); with
+#: it, every mode runs oneDNN's passes. The classic and lecture
 #: nets' hand rules are im2col's, at par with ``jax.grad`` (a classic chunk 176.5 against
 #: 180.7 ms/step, BENCHMARKS.md "Winograd in the hand rule"), so they keep ``"autodiff"``.
 DEFAULT_GRAD = {"resnet": "manual"}

@@ -75,7 +75,7 @@ def conv_table(shapes, batch, repeats):
                 candidates[(impl, f"fwd+bwd {grad}")] = lambda f=both: f(x, w)
         medians = bench.interleaved_medians(candidates, repeats)
         reference = medians[("lax", "fwd+bwd autodiff")]
-        auto = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend())
+        auto = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend(), dtype=x.dtype)
         for (impl, what), seconds in medians.items():
             rows.append(dict(shape=name, impl=impl, what=what, ms=1e3 * seconds, vs_lax_autodiff=reference / seconds,
                              resolves_to=auto if impl == "auto" else impl))

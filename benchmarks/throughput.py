@@ -473,8 +473,9 @@ def conv_table(batch, rounds, with_torch=True):
     out_spatial = tuple(n - k + 1 for n, k in zip(spatial[:2], window))
     ct = jax.random.normal(jax.random.key(2), (batch, *out_spatial, out_channels), jnp.float32)
     config = conv_config(x.shape, w.shape, stride=1, padding="VALID", dilation=1, groups=1)
-    resolved = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend())
-    by_hand = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend(), manual=True)
+    resolved = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend(), dtype=x.dtype)
+    by_hand = resolve_impl("auto", x.shape, w.shape, config, jax.default_backend(), dtype=x.dtype,
+                           manual=True)
     candidates = {}
     for grad, impl in (("autodiff", resolved), ("manual", by_hand)):
         both = jax.jit(jax.grad(lambda x, w, grad=grad: jnp.sum(jaxcnn.conv(x, w, impl="auto", grad=grad) * ct),

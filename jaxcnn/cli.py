@@ -8,6 +8,8 @@ Ctrl-C, at any moment, prints one line ``jaxcnn: interrupted; continue with: ...
 (``train``; the other commands say to run again) and exits with status 130
 (``jaxcnn.training.interrupt``). A multi-process run that cannot start within
 ``--init-timeout`` seconds prints what it waited for as one error line, status 2.
+A float32 ``train`` run on the CPU with ``--impl auto`` where oneDNN's extension cannot be
+built or loaded prints one ``note: ...`` line after its header, saying why and what runs instead.
 """
 
 from __future__ import annotations
@@ -227,6 +229,9 @@ def _train(args) -> int:
     if writer:
         print(f"jaxcnn: training {run.config.model} on {run.config.dataset} in {workdir} "
               f"({_count(run.mesh.devices.size, 'device')}, {_count(jax.process_count(), 'process')})", flush=True)
+        note = train.onednn_notice(run.config, run.state["params"])
+        if note is not None:
+            print(note, flush=True)
     try:  # Ctrl-C: interrupt.handler exits with the line of _train_interrupted (main catches it in-process)
         result = train.run_epochs(run, progress=not args.no_progress, log=lambda line: print(line, flush=True))
     except train.Diverged as error:

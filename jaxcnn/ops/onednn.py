@@ -35,6 +35,8 @@ convolutions side by side as one with ``B·groups`` groups), as XLA batches its 
 float64 operands, or a platform other than the CPU, fall back to conv's ``"lax"`` impl
 (``lax.conv_general_dilated`` and its hand rule, :mod:`jaxcnn.ops.convolution.lax`). So does float32 when the native part is not :func:`available`, with a
 ``RuntimeWarning`` giving :func:`unavailable_reason`. Other dtypes raise a ``ValueError``.
+``impl="auto"`` (:data:`jaxcnn.ops.convolution.AUTO`) picks this impl for float32 on the CPU, in every
+pass, where :func:`available`; elsewhere it takes its other rows, so it never reaches this fallback.
 
 Dependency and build (:mod:`jaxcnn.ops._native.loader`): the PyPI wheels ``onednn-cpu-gomp``
 and ``onednn-devel-cpu-gomp`` (oneDNN 3.2, CPU-only, GNU OpenMP); the machine's ``g++`` builds

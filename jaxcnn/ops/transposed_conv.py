@@ -47,7 +47,8 @@ from jaxcnn.ops.convolution import (
     pick,
     platform,
 )
-from jaxcnn.ops.convolution.config import check_groups, check_kernel_and_operand
+from jaxcnn.ops.convolution.config import check_groups, check_kernel_and_operand, operands_dtype
+from jaxcnn.ops.convolution.policy import default_dtype
 
 
 # ---------------------------------------------------------------- arguments
@@ -93,26 +94,29 @@ def transpose_config(y_shape, w_shape, *, stride, padding, output_padding, dilat
     return x_shape, config
 
 
-def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, **passes) -> Case:
+def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, dtype: str, **passes) -> Case:
     """The :class:`~jaxcnn.ops.convolution.Case` of the conv being transposed: its output is ``y``."""
     rank = len(w_shape) - 2
     return Case(y_shape[0], tuple(y_shape[1:-1]), tuple(w_shape[:rank]), w_shape[-2] * config.groups, config,
-                platform_name, **passes)
+                platform_name, dtype, **passes)
 
 
-def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str) -> str:
+def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str, *, dtype=None) -> str:
     """The name of the impl behind ``impl`` (``"auto"`` decided at trace time by
     :data:`jaxcnn.ops.convolution.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
 
     The forward here is conv's input gradient and the backward is conv's forward
     plus its weight gradient, so conv's fwd+bwd measurements carry over; the patch
-    matrix that decides the size row is the one of ``y``'s conv, ``N·∏n_y·∏f·C_in``.
+    matrix that decides the size row is the one of ``y``'s conv, ``N·∏n_y·∏f·C_in``. ``dtype``, the
+    operands' dtype, is read by a :class:`~jaxcnn.ops.convolution.Policy` passed as ``impl``;
+    ``None`` = :func:`~jaxcnn.ops.convolution.policy.default_dtype`, that of arrays made without one.
     """
-    return _pick(impl, y_shape, w_shape, config, platform).name
+    dtype = default_dtype() if dtype is None else str(jnp.dtype(dtype))
+    return _pick(impl, y_shape, w_shape, config, platform, dtype).name
 
 
-def _pick(impl, y_shape, w_shape, config, platform_name) -> Impl:
-    case_of = lambda **passes: _case(y_shape, w_shape, config, platform_name, **passes)
+def _pick(impl, y_shape, w_shape, config, platform_name, dtype: str) -> Impl:
+    case_of = lambda **passes: _case(y_shape, w_shape, config, platform_name, dtype, **passes)
     return pick(impl, case_of, auto=TRANSPOSE_AUTO)
 
 
@@ -187,7 +191,7 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
     x_shape, config = transpose_config(jnp.shape(y), jnp.shape(w), stride=stride, padding=padding,
                                        output_padding=output_padding, dilation=dilation, groups=groups)
     check_bias(b, x_shape[-1], "in_channels = w.shape[-2] * groups")
-    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y), operands_dtype(y, w))
     check_runs(impl, jnp.shape(w), config, y=y, w=w)
     op = _manual_conv_transpose if grad == "manual" else _forward
     return op(y, w, b, impl=impl, x_shape=x_shape, config=config)
@@ -221,6 +225,6 @@ def conv_transpose_backward(dx, y, w, *, stride=1, padding="VALID", output_paddi
                                        output_padding=output_padding, dilation=dilation, groups=groups)
     if tuple(jnp.shape(dx)) != x_shape:
         raise ValueError(f"dx must have the transposed conv's output shape {x_shape}, got {tuple(jnp.shape(dx))}")
-    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y))
+    impl = _pick(impl, jnp.shape(y), jnp.shape(w), config, platform(y), operands_dtype(dx, y, w))
     check_runs(impl, jnp.shape(w), config, dx=dx, y=y, w=w)
     return (*_gradients(dx, y, w, impl, config), jnp.sum(dx, axis=tuple(range(dx.ndim - 1))))

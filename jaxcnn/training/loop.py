@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from jaxcnn.nn import models
+from jaxcnn.ops import onednn
 from jaxcnn.proof import gradients
 from jaxcnn.training import augment as augment_lib
 from jaxcnn.training import checkpoint, compile_cache, data, interrupt, parallel, plots
@@ -41,9 +42,10 @@ INT32_MAX = 2**31 - 1  # the optimizer's step counter is an int32
 SEED_BOUND = 2**32  # jax.random.key(seed) keeps the low 32 bits: seeds >= 2**32 would repeat smaller ones
 DEFAULT_WEIGHT_DECAY = 0.05  # adamw's, when weight_decay is None
 #: The gradient mode of a model when ``grad`` is None; every other model: ``"autodiff"``.
-#: ResNet-20's hand rules (``"manual"``: XLA's convolution for the forward and the input
-#: gradient of its 16-channel layers, im2col for the rest) train it 1.4× faster on the CPU
-#: than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"). The classic and lecture
+#: Where oneDNN's extension is unavailable, ResNet-20's hand rules (``"manual"``: XLA's convolution
+#: for the forward and the input gradient of its 16-channel layers, im2col for the rest) train it
+#: 1.4× faster on the CPU than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"); with
+#: it, every mode runs oneDNN's passes. The classic and lecture
 #: nets' hand rules are im2col's, at par with ``jax.grad`` (a classic chunk 176.5 against
 #: 180.7 ms/step, BENCHMARKS.md "Winograd in the hand rule"), so they keep ``"autodiff"``.
 DEFAULT_GRAD = {"resnet": "manual"}
@@ -223,6 +225,19 @@ def resolve_dataset(config: TrainConfig, notice=print) -> TrainConfig:
     if config.dataset != "mnist":
         return config
     return dataclasses.replace(config, dataset=data.resolve_mnist(config.data_dir, notice))
+
+
+def onednn_notice(config: TrainConfig, params) -> Optional[str]:
+    """The line ``jaxcnn train`` prints after its header when ``impl="auto"`` would run oneDNN's
+    convolutions (float32 params on the CPU) but the native extension is unavailable
+    (:func:`jaxcnn.ops.onednn.unavailable_reason`), so ``auto`` falls back to XLA's convolution and
+    im2col; ``None`` when there is nothing to say."""
+    dtypes = {str(jnp.result_type(leaf)) for leaf in jax.tree.leaves(params)
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)}
+    if config.impl != "auto" or jax.default_backend() != "cpu" or dtypes != {"float32"} or onednn.available():
+        return None
+    return (f"note: oneDNN convolutions unavailable ({onednn.unavailable_reason()}); "
+            "impl auto uses XLA and im2col instead")
 
 
 def build_model(config: TrainConfig, input_shape, num_classes: int):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import itertools
+import warnings
 
 import jax
 import jax.test_util
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_backward, conv_output_size
 from jaxcnn.ops import convolution as conv_lib
+from jaxcnn.ops import onednn
+from jaxcnn.ops._native import loader
 from jaxcnn.ops.convolution import (
     PATCH_CHUNK_BYTES,
     AUTO,
@@ -295,7 +298,7 @@ def test_registry_rows_declare_their_dtypes():
 
 def test_policy_table_is_immutable_and_checked():
     assert isinstance(AUTO.rules, tuple) and [rule.impl for rule in AUTO.rules] == [
-        "lax", "lax", "lax", "lax", "hybrid", "explicit"]
+        "lax", "lax", "onednn", "lax", "lax", "hybrid", "explicit"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         AUTO.rules = ()
     with pytest.raises(ValueError, match="Rule impl must be one of \\('lax', .*'onednn'\\) or an Impl, got 'cudnn'"):
@@ -364,13 +367,20 @@ def test_lax_hand_rule_survives_the_xla_cpu_operand_swap_abort():
 # -------------------------------------------------------------------- "auto"
 
 
-def _resolve(x_shape, w_shape, platform, **options):
+def _resolve(x_shape, w_shape, platform, dtype="float64", **options):
     options = dict(dict(stride=1, padding="VALID", dilation=1, groups=1), **options)
-    return resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), platform)
+    return resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), platform, dtype=dtype)
+
+
+@pytest.fixture
+def without_onednn(monkeypatch):
+    """The native extension unavailable, as where it cannot be built (``auto`` reads it at trace time)."""
+    monkeypatch.setattr(loader, "native", lambda: loader.Native(None, "hidden by the test"))
 
 
 def test_auto_decision_table():
-    """The documented table of ``resolve_impl``, row by row."""
+    """The documented table of ``resolve_impl``, row by row, in float64 (float32 on the CPU takes oneDNN's row
+    first where it is available: the pinned test below)."""
     classic = ((128, 26, 26, 32), (3, 3, 32, 64))
     assert _resolve(*classic, "cpu") == "explicit"  # not "winograd": see resolve_impl
     assert _resolve(*classic, "gpu") == "lax" and _resolve(*classic, "tpu") == "lax"
@@ -395,19 +405,19 @@ def test_auto_decision_table():
         assert _resolve(*resnet, "gpu", padding="SAME") == "lax"
     assert _resolve(*resnet, "cpu", padding="SAME") == "explicit"  # the context is left behind
     config = conv_config(*resnet, stride=1, padding="SAME", dilation=1, groups=1)
-    assert resolve_impl("auto", *resnet, config, "cpu", forward_only=True) == "lax"
+    assert resolve_impl("auto", *resnet, config, "cpu", dtype="float64", forward_only=True) == "lax"
     # the same row under the hand rule (grad="manual", conv_backward): XLA's forward and input gradient,
     # im2col's kernel gradient; a forward alone still resolves to lax
-    assert resolve_impl("auto", *resnet, config, "cpu", manual=True) == "hybrid"
-    assert resolve_impl("auto", *resnet, config, "cpu", manual=True, forward_only=True) == "lax"
-    assert resolve_impl("auto", *resnet, config, "gpu", manual=True) == "lax"
+    assert resolve_impl("auto", *resnet, config, "cpu", dtype="float64", manual=True) == "hybrid"
+    assert resolve_impl("auto", *resnet, config, "cpu", dtype="float64", manual=True, forward_only=True) == "lax"
+    assert resolve_impl("auto", *resnet, config, "gpu", dtype="float64", manual=True) == "lax"
     for x_shape, w_shape, options in [(*classic, {}), ((125, 28, 28, 16), (3, 3, 16, 32), dict(stride=2)),
                                       ((125, 28, 28, 1), (3, 3, 1, 16), {})]:
         options = dict(dict(stride=1, padding="SAME", dilation=1, groups=1), **options)
         if x_shape == classic[0]:
             options["padding"] = "VALID"
         assert resolve_impl("auto", x_shape, w_shape, conv_config(x_shape, w_shape, **options), "cpu",
-                            manual=True) == "explicit", (x_shape, options)
+                            dtype="float64", manual=True) == "explicit", (x_shape, options)
     for impl in CONCRETE_IMPLS:  # concrete names pass through
         assert resolve_impl(impl, *classic, conv_config(*classic, stride=1, padding="VALID",
                                                         dilation=1, groups=1), "gpu") == impl
@@ -416,11 +426,12 @@ def test_auto_decision_table():
 def test_auto_winograd_row_when_switched_on():
     """The hand rule's Winograd row (off by default: not a rule of ``AUTO``), switched on at 16 (:data:`WINOGRAD_ROW`):
     2-D 3×3, stride 1, undilated, ungrouped, >= 16 input channels, padded or not, not a forward alone, the
-    hybrid row first; never under ``jax.grad``."""
+    hybrid row first; never under ``jax.grad``. In float64; in float32 on the CPU oneDNN's row comes first."""
     classic = ((128, 26, 26, 32), (3, 3, 32, 64))
-    resolve = lambda x_shape, w_shape, manual=True, policy=WINOGRAD_ROW, **options: resolve_impl(
+    resolve = lambda x_shape, w_shape, manual=True, policy=WINOGRAD_ROW, dtype="float64", **options: resolve_impl(
         policy, x_shape, w_shape, conv_config(x_shape, w_shape, **dict(
-            dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", manual=manual)
+            dict(stride=1, padding="VALID", dilation=1, groups=1), **options)), "cpu", dtype=dtype, manual=manual)
+    assert resolve(*classic, dtype="float32") == ("onednn" if onednn.available() else "winograd")
     assert all(rule.impl != "winograd" for rule in AUTO.rules) and resolve(*classic, policy=AUTO) == "explicit"
     assert resolve(*classic, policy="auto") == "explicit"  # off by default
     with use_policy(WINOGRAD_ROW):
@@ -431,8 +442,9 @@ def test_auto_winograd_row_when_switched_on():
     assert resolve((128, 26, 26, 15), (3, 3, 15, 64)) == "explicit"  # below the row
     assert resolve((125, 28, 28, 16), (3, 3, 16, 16), padding="SAME") == "hybrid"  # the hybrid row first
     config = conv_config(*classic, stride=1, padding="VALID", dilation=1, groups=1)
-    assert resolve_impl(WINOGRAD_ROW, *classic, config, "cpu", manual=True, forward_only=True) == "explicit"
-    assert resolve_impl(WINOGRAD_ROW, *classic, config, "gpu", manual=True) == "lax"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "cpu", dtype="float64", manual=True,
+                        forward_only=True) == "explicit"
+    assert resolve_impl(WINOGRAD_ROW, *classic, config, "gpu", dtype="float64", manual=True) == "lax"
     for x_shape, w_shape, options in [((125, 28, 28, 32), (3, 3, 32, 32), dict(stride=2)),  # strided
                                       ((125, 28, 28, 32), (3, 3, 32, 32), dict(dilation=2)),  # dilated
                                       ((125, 28, 28, 32), (3, 3, 16, 32), dict(groups=2)),  # grouped
@@ -466,7 +478,8 @@ MODEL_LAYERS = {
 #: The passes ``auto`` resolves for, in the order of :data:`PINNED`'s strings: ``(manual, forward_only)``.
 PASSES = ((False, False), (True, False), (False, True), (True, True))
 #: What ``impl="auto"`` picks on the CPU for (layer, batch), pass by pass: under ``jax.grad``, for the hand
-#: rule, for a forward alone, for a forward alone under the hand rule. Off the CPU every entry is ``"lax"``.
+#: rule, for a forward alone, for a forward alone under the hand rule; in float64, in other dtypes but
+#: float32, and in float32 where oneDNN's extension is unavailable. Off the CPU every entry is ``"lax"``.
 PINNED = {
     ('classic/lecture conv1', 1): 'explicit explicit explicit explicit',
     ('classic/lecture conv1', 125): 'explicit explicit explicit explicit',
@@ -546,29 +559,60 @@ PINNED_WINOGRAD_ROW = {
 }
 
 
-def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd):
+#: What it picks in float32 on the CPU where oneDNN's extension is available: oneDNN in every pass of every
+#: layer and batch, the depthwise layer excepted (its row comes first, and oneDNN is not measured there).
+PINNED_FLOAT32_ONEDNN = {
+    (name, batch): "lax lax lax lax" if name == "depthwise" else "onednn onednn onednn onednn"
+    for name, batch in PINNED
+}
+
+
+def _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd, dtype):
     policy = WINOGRAD_ROW if winograd else "auto"
-    return resolve_impl(policy, x_shape, w_shape, config, platform, manual=manual, forward_only=forward_only)
+    return resolve_impl(policy, x_shape, w_shape, config, platform, dtype=dtype, manual=manual,
+                        forward_only=forward_only)
 
 
-def _pinned_choices(platform, winograd):
+def _pinned_choices(platform, winograd, dtype="float64"):
     choices = {}
     for (name, batch) in PINNED:
         spatial, w_shape, options = MODEL_LAYERS[name]
         x_shape = (batch, *spatial)
         config = conv_config(x_shape, w_shape, **dict(dict(stride=1, dilation=1, groups=1), **options))
         choices[name, batch] = " ".join(
-            _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd)
+            _resolve_pass(x_shape, w_shape, config, platform, manual, forward_only, winograd, dtype)
             for manual, forward_only in PASSES)
     return choices
 
 
 def test_auto_picks_the_pinned_impl_for_every_model_layer_and_pass():
-    """The ``auto`` table pinned: the same impl as measured and documented, for every layer, batch and pass."""
-    assert _pinned_choices("cpu", winograd=False) == PINNED
-    assert set(_pinned_choices("gpu", winograd=False).values()) == {"lax lax lax lax"}
-    assert _pinned_choices("cpu", winograd=True) == {**PINNED, **PINNED_WINOGRAD_ROW}
-    assert set(_pinned_choices("gpu", winograd=True).values()) == {"lax lax lax lax"}
+    """The ``auto`` table pinned: the same impl as measured and documented, for every layer, batch and pass.
+    float64 and float16/bfloat16 keep the table without oneDNN; float32 on the CPU runs on oneDNN where its
+    extension is available, and on that same table where it is not."""
+    for dtype in ("float64", "float16", "bfloat16"):
+        assert _pinned_choices("cpu", winograd=False, dtype=dtype) == PINNED, dtype
+        assert _pinned_choices("cpu", winograd=True, dtype=dtype) == {**PINNED, **PINNED_WINOGRAD_ROW}, dtype
+    with_onednn = onednn.available()
+    assert _pinned_choices("cpu", winograd=False, dtype="float32") == (PINNED_FLOAT32_ONEDNN if with_onednn
+                                                                       else PINNED)
+    assert _pinned_choices("cpu", winograd=True, dtype="float32") == (
+        PINNED_FLOAT32_ONEDNN if with_onednn else {**PINNED, **PINNED_WINOGRAD_ROW})
+    for dtype in ("float32", "float64"):
+        for winograd in (False, True):
+            assert set(_pinned_choices("gpu", winograd=winograd, dtype=dtype).values()) == {"lax lax lax lax"}
+
+
+def test_auto_without_onednn_picks_the_float64_table_in_float32(without_onednn):
+    """Where oneDNN's extension cannot be built or loaded, float32 on the CPU falls back to the same table as
+    float64, silently (no warning: ``auto`` never sends a convolution to the ``onednn`` impl's fallback)."""
+    assert not onednn.available()
+    assert _pinned_choices("cpu", winograd=False, dtype="float32") == PINNED
+    assert _pinned_choices("cpu", winograd=True, dtype="float32") == {**PINNED, **PINNED_WINOGRAD_ROW}
+    x, w, _ = _arrays((2, 7, 6, 4), (3, 3, 4, 2), 0, jnp.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the onednn impl's own fallback warns; auto never reaches it
+        y = jax.jit(lambda x, w: conv(x, w, padding="SAME"))(x, w)
+    assert_close(y, conv(x, w, padding="SAME", impl="explicit"), rtol=1e-6)
 
 
 def _auto_and_lax_gradients(x, w, b, dy, options):

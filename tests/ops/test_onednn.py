@@ -10,7 +10,12 @@ the same linear map on absolute values. So the check is elementwise
 error (a missing or wrong term changes an element by about its own magnitude).
 """
 
+import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
 import warnings
 from importlib import metadata
 
@@ -20,9 +25,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+from jaxcnn import loss_and_grad
+from jaxcnn.nn import layers as L
 from jaxcnn.ops import onednn
 from jaxcnn.ops._native import loader
-from jaxcnn.ops.convolution import conv_config
+from jaxcnn.ops.convolution import conv_config, resolve_impl
+from jaxcnn.proof.gradients import MODES
 from jaxcnn.ops.padding import output_spatial
 from hypothesis_profiles import examples
 from oracles import assert_close, conv_cases, run_fast
@@ -327,3 +335,106 @@ def test_without_compiler_or_onednn_it_is_unavailable_and_falls_back(fresh_loade
     assert [str(c.message) for c in caught] == [
         f"oneDNN convolution unavailable ({expected}); using lax.conv_general_dilated"]
     assert_close(y, _lax_conv(x, w, b, padding="SAME"), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ impl="auto"
+
+
+def _small_net():
+    """Padded, strided, dilated and grouped convolutions between ReLU, max pool and dense layers."""
+    return L.serial(
+        L.Conv(4, 3, padding="SAME"), L.Relu(), L.MaxPool(2, padding="SAME"),
+        L.Conv(6, 2, stride=(1, 2), padding=[(1, 0), (0, 1)], dilation=2, groups=2), L.Relu(),
+        L.Flatten(), L.Dense(5, init="glorot"),
+    )
+
+
+def test_auto_resolves_float32_on_the_cpu_to_onednn_and_float64_as_before():
+    """``auto``'s oneDNN row: float32 on the CPU where the extension is available; never float64, other
+    dtypes, depthwise layers or another platform."""
+    x_shape, w_shape = (8, 9, 8, 4), (3, 3, 2, 6)
+    config = conv_config(x_shape, w_shape, stride=1, padding="SAME", dilation=1, groups=2)
+    resolve = lambda dtype, platform="cpu", **passes: resolve_impl("auto", x_shape, w_shape, config, platform,
+                                                                   dtype=dtype, **passes)
+    float32 = "onednn" if onednn.available() else "explicit"
+    for passes in (dict(), dict(manual=True), dict(forward_only=True), dict(manual=True, forward_only=True)):
+        assert resolve("float32", **passes) == float32, passes
+        assert resolve(jnp.float32, **passes) == float32, passes
+        assert resolve("float64", **passes) == "explicit", passes
+        assert resolve("bfloat16", **passes) == "explicit", passes
+        assert resolve("float32", platform="gpu", **passes) == "lax", passes
+    depthwise = conv_config(x_shape, (3, 3, 1, 4), stride=1, padding="SAME", dilation=1, groups=4)
+    assert resolve_impl("auto", x_shape, (3, 3, 1, 4), depthwise, "cpu", dtype="float32") == "lax"
+
+
+@needs_onednn
+def test_auto_runs_a_float32_model_on_onednn_and_the_three_modes_agree():
+    """Under ``impl="auto"`` every convolution of a float32 model on the CPU, in all three gradient modes, is
+    oneDNN's custom calls (no XLA convolution is left), and the modes agree within the float32 tolerance of
+    the mode proofs (tests/proof/test_gradients.py, 1e-5 of each gradient's scale)."""
+    model = _small_net()
+    _, params = model.init(jax.random.PRNGKey(0), (-1, 9, 8, 2))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 9, 8, 2), jnp.float32)
+    labels = jnp.array([0, 4, 2])
+    run = jax.jit(lambda p, x, y: {mode: loss_and_grad(model, p, x, y, grad=mode) for mode in MODES})
+    lowered = run.lower(params, x, labels)
+    text = lowered.as_text()
+    assert "convolution" not in text
+    for target in loader.TARGETS.values():
+        assert f"custom_call @{target}(" in text, target
+    results = lowered.compile()(params, x, labels)
+    value, grads, _ = results["autodiff"]
+    for mode in MODES[1:]:
+        assert_close(results[mode][0], value, rtol=1e-5, err_msg=mode)
+        for got, expected in zip(jax.tree.leaves(results[mode][1]), jax.tree.leaves(grads)):
+            assert_close(got, expected, rtol=1e-5, err_msg=mode)
+
+
+on_cpu = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the notice is about the CPU's convolutions")
+
+
+@on_cpu
+@pytest.mark.slow
+def test_jaxcnn_train_without_a_compiler_says_so_once_and_trains(tmp_path):
+    """The install without a compiler: ``python -m jaxcnn train`` with no ``g++`` on the ``PATH``, no ``$CXX``
+    and an empty build cache trains with ``auto``'s other impls (no call reaches the ``onednn`` impl's own
+    fallback, which would warn) and says why in exactly one line, after its header on stdout."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    empty_path, cache, workdir = tmp_path / "bin", tmp_path / "cache", tmp_path / "run"
+    empty_path.mkdir()
+    cache.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "CXX"}
+    env.update(PATH=str(empty_path), XDG_CACHE_HOME=str(cache), PYTHONPATH=str(root))
+    argv = ["train", "--model", "sequence", "--dataset", "mnist-sample", "--train-limit", "500", "--test-limit",
+            "500", "--batch-size", "50", "--epochs", "1", "--no-progress", "--workdir", str(workdir)]
+    done = subprocess.run([sys.executable, "-m", "jaxcnn", *argv], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "oneDNN" not in done.stderr, done.stderr
+    notes = [line for line in done.stdout.splitlines() if "oneDNN" in line]
+    assert notes == ["note: oneDNN convolutions unavailable (no C++ compiler to build the oneDNN extension "
+                     "('g++' not found)); impl auto uses XLA and im2col instead"], done.stdout
+    assert done.stdout.splitlines()[1] == notes[0]  # right after the header
+    assert "using lax.conv_general_dilated" not in done.stderr and not list(cache.glob("jaxcnn/onednn_conv-*"))
+    (record,) = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert record["epoch"] == 1 and math.isfinite(record["train_loss"])
+    assert record["train_loss"] < math.log(10) and record["test_accuracy"] > 0.2  # chance: ln 10 and 0.1
+    assert "test accuracy" in done.stdout
+
+
+@on_cpu
+def test_the_train_notice_names_the_reason_only_where_auto_would_use_onednn(monkeypatch):
+    """``onednn_notice``: a line for an ``auto`` run of float32 params on the CPU without the extension;
+    nothing with the extension, for another impl, or for float64 params."""
+    from jaxcnn.training import loop  # pylint: disable=import-outside-toplevel
+
+    params = [{"w": jnp.zeros((3, 3, 1, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}, {}]
+    config = loop.TrainConfig(impl="auto")
+    monkeypatch.setattr(loader, "native", lambda: loader.Native(None, "no C++ compiler (test)"))
+    assert loop.onednn_notice(config, params) == ("note: oneDNN convolutions unavailable (no C++ compiler "
+                                                  "(test)); impl auto uses XLA and im2col instead")
+    assert loop.onednn_notice(loop.TrainConfig(impl="explicit"), params) is None
+    with jax.enable_x64(True):
+        assert loop.onednn_notice(config, jax.tree.map(lambda a: a.astype(jnp.float64), params)) is None
+    monkeypatch.setattr(loader, "native", lambda: loader.Native(object(), ""))
+    assert loop.onednn_notice(config, params) is None

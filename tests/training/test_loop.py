@@ -24,6 +24,8 @@ from jaxcnn.training import checkpoint
 from jaxcnn.training import data
 from jaxcnn.proof import gradients
 from jaxcnn.nn import layers, models
+from jaxcnn.ops import onednn
+from jaxcnn.ops._native import loader
 from jaxcnn.training import optim
 from jaxcnn.training import plots
 from jaxcnn.training import steps
@@ -392,12 +394,19 @@ def test_a_training_step_runs_one_forward(grad):
     assert _count(program, "dot_general") == _count(alone, "dot_general")
 
 
-def test_evaluation_resolves_auto_for_a_forward_alone():
-    """ResNet's padded 3×3 convs train explicit (a rolled epoch scan) and evaluate with XLA's convolution
-    (conv.resolve_impl's forward-only row)."""
+def test_evaluation_resolves_auto_for_a_forward_alone(monkeypatch):
+    """Without oneDNN's extension, ResNet's padded 3×3 convs train explicit (a rolled epoch scan) and evaluate
+    with XLA's convolution (conv.resolve_impl's forward-only row); with it, float32 trains and evaluates on
+    oneDNN."""
     model = models.resnet(blocks_per_stage=1)
     _, params, state = model.init_with_state(jax.random.key(0), (-1, 28, 28, 1))
-    assert not steps.lax_conv_on_cpu(model, params, (4, 28, 28, 1), state)
     test = steps.batch_for_eval(np.zeros((4, 28, 28, 1), np.float32), np.zeros((4,), np.int32), 4)
-    program = jax.make_jaxpr(steps.make_evaluate(model))(params, test.images, test.labels, test.mask, state)
-    assert "conv_general_dilated" in str(program)
+    program = lambda: str(jax.make_jaxpr(steps.make_evaluate(model))(params, test.images, test.labels, test.mask,
+                                                                     state))
+    if onednn.available():
+        assert not steps.lax_conv_on_cpu(model, params, (4, 28, 28, 1), state)
+        text = program()
+        assert "conv_general_dilated" not in text and "jaxcnn_onednn_conv_forward" in text
+    monkeypatch.setattr(loader, "native", lambda: loader.Native(None, "hidden by the test"))
+    assert not steps.lax_conv_on_cpu(model, params, (4, 28, 28, 1), state)
+    assert "conv_general_dilated" in program()

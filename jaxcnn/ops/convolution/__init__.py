@@ -14,8 +14,9 @@ halves of its hand rule, are registered by name in :data:`REGISTRY`
 ``lax.conv_general_dilated``), ``"explicit"`` (:mod:`~jaxcnn.ops.convolution.explicit`,
 patches and GEMMs), ``"fft"`` (the convolution theorem, docs/derivations.md#convolution-theorem, :mod:`jaxcnn.ops.fft`),
 ``"winograd"`` (F(4×4, 3×3)/F(2×2, 3×3) tiles for 3-tap/3×3 kernels, stride 1, dilation 1;
-:mod:`jaxcnn.ops.winograd`) and ``"hybrid"`` (``lax``'s forward and input gradient,
-im2col's kernel gradient). ``"auto"`` picks one per backend, shape and pass by the table
+:mod:`jaxcnn.ops.winograd`), ``"hybrid"`` (``lax``'s forward and input gradient,
+im2col's kernel gradient) and ``"onednn"`` (oneDNN's three primitives as XLA FFI custom calls, float32 on
+the CPU; :mod:`jaxcnn.ops.onednn`). ``"auto"`` picks one per backend, dtype, shape and pass by the table
 :data:`AUTO` (:mod:`~jaxcnn.ops.convolution.policy`).
 """
 
@@ -31,6 +32,7 @@ from jaxcnn.ops.convolution.config import (
     forward_only,
     input_grad_padding,
     kernel_grad_padding,
+    operands_dtype,
     output_spatial,
     platform,
     transpose_kernel,
@@ -90,7 +92,8 @@ def _resolved(x, w, b, impl, *, manual: bool, options, **operands):
     check_impl(impl)
     config = conv_config(jnp.shape(x), jnp.shape(w), **options)
     check_bias(b, jnp.shape(w)[-1])
-    case_of = lambda **passes: Case.of(jnp.shape(x), jnp.shape(w), config, platform(x), **passes)
+    dtype = operands_dtype(x, w, *operands.values())
+    case_of = lambda **passes: Case.of(jnp.shape(x), jnp.shape(w), config, platform(x), dtype, **passes)
     impl = pick(impl, case_of, manual=manual)
     check_runs(impl, jnp.shape(w), config, x=x, w=w, **operands)
     return impl, config
@@ -109,7 +112,8 @@ def conv(x, w, b=None, *, stride=1, padding="VALID", dilation=1, groups=1, impl=
       impl: ``"lax"``, ``"explicit"``, ``"fft"`` (float32/float64), ``"winograd"`` (3 or 3×3
         windows, stride 1, dilation 1), ``"hybrid"`` (``lax``'s forward; its hand rule
         computes ``x̄`` with ``lax`` and ``w̄`` with im2col, so under ``grad="autodiff"``
-        it is ``"lax"``), ``"auto"`` (the table :data:`AUTO`, or the one set by
+        it is ``"lax"``), ``"onednn"`` (oneDNN's primitives for float32 on the CPU, ``"lax"``
+        otherwise), ``"auto"`` (the table :data:`AUTO`, or the one set by
         :func:`use_policy`), a :class:`Policy`, or an :class:`Impl`. An impl that cannot
         run the convolution or its dtypes raises a ValueError naming those that can.
       grad: ``"autodiff"`` (``jax.grad`` derives the gradient) or ``"manual"``

@@ -106,6 +106,17 @@ def platform(x) -> str:
     return jax.default_backend()
 
 
+def operands_dtype(*arrays) -> str:
+    """The name of the dtype the operands share (``"float32"``), or their names joined by ``"/"``
+    in sorted order where they differ (``"float32/float64"``).
+
+    Read from each array's own ``dtype`` (a NumPy float64 array says ``float64`` with or without
+    ``jax_enable_x64``); an operand without one (a list, a scalar) by ``jnp.result_type``.
+    """
+    names = {str(jnp.dtype(a.dtype if hasattr(a, "dtype") else jnp.result_type(a))) for a in arrays}
+    return "/".join(sorted(names))
+
+
 # ----------------------------------------------------- shared hand-rule pieces
 
 

@@ -1,11 +1,11 @@
 """``impl="auto"`` as data: an ordered table of rules, each a condition on the layer and the pass.
 
 The first rule whose condition holds names the impl. Conditions read only static shapes,
-the normalised config, the platform and the pass, so the choice is fixed at trace time,
-once per compilation; every impl computes the same convolution, so only speed depends on
-it. Why each rule is there, and the measurements behind it, are in BENCHMARKS.md
+the normalised config, the operands' dtype, the platform and the pass, so the choice is fixed
+at trace time, once per compilation; every impl computes the same convolution, so only speed
+depends on it. Why each rule is there, and the measurements behind it, are in BENCHMARKS.md
 ("Conv impls", "The hybrid impl", "One forward per step", "ResNet's convolutions",
-"Winograd in the hand rule").
+"Winograd in the hand rule", "oneDNN's convolution passes").
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import dataclasses
 import math
 from typing import Callable, NamedTuple, Tuple, Union
 
+import jax
+import jax.numpy as jnp
+
+from jaxcnn.ops import onednn as onednn_lib
 from jaxcnn.ops.convolution.config import ConvConfig, is_forward_only, output_spatial
 from jaxcnn.ops.convolution.registry import REGISTRY, Impl
 
@@ -32,6 +36,8 @@ class Case(NamedTuple):
       batch, out_spatial, window, in_channels: the layer's shapes.
       config: its normalised arguments.
       platform: ``"cpu"``, ``"gpu"``, ``"tpu"``, ...
+      dtype: the operands' dtype by name, ``"float32"``, ``"float64"``, ... (names joined by ``"/"``
+        where they differ: :func:`~jaxcnn.ops.convolution.config.operands_dtype`).
       manual: traced for the hand rule (``grad="manual"``, ``conv_forward``/``conv_backward``).
       forward_only: traced for a forward that is not differentiated (:func:`~jaxcnn.ops.convolution.forward_only`).
     """
@@ -42,15 +48,16 @@ class Case(NamedTuple):
     in_channels: int
     config: ConvConfig
     platform: str
+    dtype: str
     manual: bool = False
     forward_only: bool = False
 
     @classmethod
-    def of(cls, x_shape, w_shape, config: ConvConfig, platform: str, **passes) -> "Case":
-        """The case of a convolution of an ``x_shape`` input with a ``w_shape`` kernel."""
+    def of(cls, x_shape, w_shape, config: ConvConfig, platform: str, dtype: str, **passes) -> "Case":
+        """The case of a convolution of an ``x_shape`` input with a ``w_shape`` kernel, operands of ``dtype``."""
         window = tuple(w_shape[:-2])
         return cls(x_shape[0], output_spatial(x_shape, window, config), window, x_shape[-1], config, platform,
-                   **passes)
+                   dtype, **passes)
 
     @property
     def rank(self) -> int:
@@ -118,12 +125,28 @@ TOO_LARGE = Rule("lax", lambda c: c.patch_elements > MAX_PATCH_ELEMENTS,
                  "im2col would materialise a patch matrix larger than MAX_PATCH_ELEMENTS")
 DEPTHWISE = Rule("lax", lambda c: c.depthwise, "depthwise: im2col and XLA tie")
 
+
+def _onednn_runs(case: Case) -> bool:
+    """float32 on the CPU, with oneDNN's extension built and loaded (checked once per process)."""
+    return case.platform == "cpu" and case.dtype == "float32" and onednn_lib.available()
+
+
+ONEDNN = Rule("onednn", _onednn_runs,
+              "float32 on the CPU: oneDNN's forward, input-gradient and kernel-gradient primitives (PyTorch's CPU "
+              "convolutions) are the fastest impl in every pass measured on the named nets' layers, under jax.grad, "
+              "in the hand rule and for a forward alone; without the native extension (no compiler, no oneDNN "
+              "wheel, not x86-64 Linux) the rules after it decide")
+
 #: The default ``impl="auto"`` of :func:`~jaxcnn.ops.convolution.conv`: the first rule that holds picks the impl
 #: (each rule's ``why`` says why in words; the measurements are in BENCHMARKS.md, see the module docstring).
+#: float32 on the CPU runs on oneDNN wherever :func:`jaxcnn.ops.onednn.available` (depthwise layers excepted:
+#: not measured there); float64, other dtypes and float32 without the extension follow the rules after it.
+#: :data:`TOO_LARGE` guards im2col's patch matrix, which oneDNN does not build, so it comes after oneDNN.
 AUTO = Policy((
     OFF_CPU,
-    TOO_LARGE,
     DEPTHWISE,
+    ONEDNN,
+    TOO_LARGE,
     Rule("lax", lambda c: c.forward_only and c.padded_unit_2d and 8 <= c.in_channels <= 32,
          "a padded forward alone: XLA:CPU's fast path for padded convolutions beats im2col up to 32 channels"),
     Rule("hybrid", lambda c: c.manual and c.padded_unit_2d and 8 <= c.in_channels <= 16,
@@ -145,7 +168,8 @@ def winograd_rule(min_channels: int) -> Rule:
     of :data:`AUTO` because the modes would then run different forwards, which differ where
     the network is not differentiable: in float32 its rounding reorders near-ties of a max
     pool that follows (BENCHMARKS.md "Winograd keeps exact zeros now; near-ties in max pooling
-    keep its row off").
+    keep its row off"). :meth:`Policy.with_rules` puts it after :data:`ONEDNN`, so in float32
+    on the CPU it decides only where oneDNN is not available.
     """
     def holds(c: Case) -> bool:
         return (c.manual and not c.forward_only and c.rank == 2 and c.window == (3, 3) and c.config.groups == 1
@@ -198,7 +222,13 @@ def pick(impl, case_of: Callable[..., Case], *, forward_only=None, manual=False,
     return policy.pick(case_of(manual=manual, forward_only=forward_only))
 
 
-def resolve_impl(impl, x_shape, w_shape, config: ConvConfig, platform: str, *, forward_only=None,
+def default_dtype() -> str:
+    """The name of the dtype of a floating-point array made without one: ``"float32"``, or
+    ``"float64"`` under ``jax_enable_x64``."""
+    return str(jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64)))
+
+
+def resolve_impl(impl, x_shape, w_shape, config: ConvConfig, platform: str, *, dtype=None, forward_only=None,
                  manual: bool = False) -> str:
     """The name of the impl ``impl`` stands for (``"auto"`` and a :class:`Policy` decide here, at trace time).
 
@@ -206,9 +236,12 @@ def resolve_impl(impl, x_shape, w_shape, config: ConvConfig, platform: str, *, f
       impl: a name of :data:`~jaxcnn.ops.convolution.IMPLS`, an :class:`Impl` or a :class:`Policy`.
       x_shape, w_shape: the operands' shapes; config: from :func:`~jaxcnn.ops.convolution.conv_config`.
       platform: e.g. ``"cpu"``.
+      dtype: the operands' dtype (a name or a dtype); ``None`` = :func:`default_dtype`, that of
+        arrays made without one.
       forward_only: resolve for an undifferentiated forward; ``None`` = whether the caller
         is inside :func:`~jaxcnn.ops.convolution.forward_only`.
       manual: resolve for the hand rule (``grad="manual"``, :func:`~jaxcnn.ops.convolution.conv_backward`).
     """
-    case_of = lambda **passes: Case.of(x_shape, w_shape, config, platform, **passes)
+    dtype = default_dtype() if dtype is None else str(jnp.dtype(dtype))
+    case_of = lambda **passes: Case.of(x_shape, w_shape, config, platform, dtype, **passes)
     return pick(impl, case_of, forward_only=forward_only, manual=manual).name

@@ -8,6 +8,8 @@ the kernel gradient ``∂w``, each timed alone, for
 - ``onednn``: :mod:`jaxcnn.ops.onednn`'s passes (``forward``, ``input_gradient``, ``weight_gradient``),
   each one custom call, jitted;
 - ``lax``: ``lax.conv_general_dilated`` and its ``jax.vjp`` in ``x`` or in ``w`` (what ``jax.grad`` runs), jitted;
+- ``explicit``: the im2col/col2im impl's three passes (``REGISTRY["explicit"]``: patches and GEMMs), jitted,
+  what ``auto`` ran for these layers before oneDNN;
 - ``torch``: PyTorch eager, channels-last (``torch.channels_last``), ``conv2d`` and
   ``aten.convolution_backward`` with one output mask per gradient (PyTorch's CPU convolutions are oneDNN's);
 
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.ops import onednn
-from jaxcnn.ops.convolution import conv_config
+from jaxcnn.ops.convolution import REGISTRY, conv_config
 import _timing as bench  # noqa: E402  (benchmarks/, beside this script)
 
 #: name -> (input spatial, C_in, C_out, window, padding)
@@ -79,7 +81,14 @@ def jax_candidates(name, x, w, dy, config):
     lax_forward = jax.jit(lambda x, w: _lax_forward(x, w, config))
     lax_dx = jax.jit(lambda dy, x, w: jax.vjp(lambda x: _lax_forward(x, w, config), x)[1](dy)[0])
     lax_dw = jax.jit(lambda dy, x, w: jax.vjp(lambda w: _lax_forward(x, w, config), w)[1](dy)[0])
+    explicit = REGISTRY["explicit"]
+    explicit_forward = jax.jit(lambda x, w: explicit.forward(x, w, config))
+    explicit_dx = jax.jit(lambda dy, w: explicit.input_grad(dy, x.shape, w, config))
+    explicit_dw = jax.jit(lambda dy, x: explicit.kernel_grad(dy, x, w.shape, config))
     return {
+        (name, "explicit", "forward"): lambda: explicit_forward(x, w),
+        (name, "explicit", "∂x"): lambda: explicit_dx(dy, w),
+        (name, "explicit", "∂w"): lambda: explicit_dw(dy, x),
         (name, "onednn", "forward"): lambda: forward(x, w),
         (name, "onednn", "∂x"): lambda: dx(dy, x, w),
         (name, "onednn", "∂w"): lambda: dw(dy, x, w),
@@ -154,7 +163,7 @@ def main(argv=None):
     print(bench.machine_line(before, after))
     print(f"batch {args.batch}, {args.rounds} interleaved rounds, medians in ms; OMP_NUM_THREADS={threads}, "
           f"load average {os.getloadavg()[0]:.1f} at the end")
-    impls = ("onednn", "lax", "torch")
+    impls = ("onednn", "explicit", "lax", "torch")
     print(f"{'layer':36s} {'pass':8s} " + " ".join(f"{impl:>8s}" for impl in impls))
     for layer in dict.fromkeys(key[0] for key in medians):
         for part in dict.fromkeys(key[2] for key in medians if key[0] == layer):

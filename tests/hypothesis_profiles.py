@@ -14,7 +14,7 @@ PROFILE = os.environ.get("JAXCNN_HYPOTHESIS", "ci")
 if PROFILE not in PROFILES:
     raise ValueError(f"JAXCNN_HYPOTHESIS must be one of {PROFILES}, got {PROFILE!r}")
 
-CI_EXAMPLES = 10
+CI_EXAMPLES = 5
 THOROUGH_FACTOR = 10
 
 

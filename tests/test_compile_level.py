@@ -3,7 +3,9 @@
 The default profile compiles at ``--xla_backend_optimization_level=0`` (``tests/conftest.py``); users'
 programs compile at XLA's default level. Here a fresh process at the default level computes a
 model's loss and gradients in the three modes in float64, and they agree with each other and with
-this process's (level 0) to the float64 proofs' 1e-10.
+this process's (level 0) to the float64 proofs' 1e-10. (The two levels' float32 results differ in
+their last bits (measured on the random initial params: 1.2e-7), so a float32 comparison between
+processes at different levels needs a float32 tolerance; the suite makes none.)
 """
 
 import json
@@ -34,8 +36,14 @@ def gradients() -> dict:
     ``{mode: [loss, *every gradient entry]}`` for the three modes, each under ``jit``."""
     model = models.resnet(blocks_per_stage=1)
     _, params, state = model.init_with_state(jax.random.PRNGKey(0), (-1, 12, 12, 1))
-    params, state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, state))
-    x = jax.random.normal(jax.random.PRNGKey(1), (4, 12, 12, 1), jnp.float64)
+    # the operands come from NumPy: jax.random's draws are compiled programs too, and their float32 results
+    # differ in the last bit between optimisation levels (the machine code rounds differently); the
+    # BatchNorm scales and running variances (ones at init, exactly) stay centred on one
+    rng = np.random.default_rng(0)
+    params, state = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(0.3 * rng.standard_normal(a.shape) + (a if a.size and float(jnp.max(a)) == 1 else 0),
+                              jnp.float64), (params, state))
+    x = jnp.asarray(rng.standard_normal((4, 12, 12, 1)), jnp.float64)
     labels = jnp.array([0, 4, 2, 9])
     run = jax.jit(lambda p: {mode: loss_and_grad(model, p, x, labels, grad=mode, state=state)[:2] for mode in MODES})
     return {mode: np.concatenate([np.ravel(loss), *map(np.ravel, jax.tree_util.tree_leaves(grads))]).tolist()

@@ -628,7 +628,7 @@ def _auto_and_lax_gradients(x, w, b, dy, options):
 
 
 @given(conv_cases())
-@examples(20)
+@examples(10)
 @pytest.mark.slow
 def test_auto_equals_lax_float32(case):
     """``impl="auto"`` equals lax on random configs (strides, dilation, groups, padding, 1-3-D)."""
@@ -659,7 +659,7 @@ def winograd_row_cases(draw):
 
 
 @given(winograd_row_cases())
-@examples(15)
+@examples(8)
 @pytest.mark.slow
 def test_auto_hand_rule_through_winograd_equals_lax_float64(x64, case):
     """With the row switched on, ``auto`` sends these convs' hand rule to Winograd (unless the hybrid row takes
@@ -729,7 +729,7 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
 
 
 @given(conv_cases())
-@examples(25)
+@examples(12)
 @pytest.mark.slow
 def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, case):
     """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient, and the

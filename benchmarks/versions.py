@@ -58,7 +58,8 @@ def run_once(checkout: pathlib.Path, model: str, epochs: int, extra: list, scrat
     env = dict(os.environ, PYTHONPATH=str(checkout.resolve()), JAXCNN_COMPILATION_CACHE=str(cache))
     command = [sys.executable, "-m", "jaxcnn", "train", "--model", model, "--dataset", "mnist-sample",
                "--epochs", str(epochs), "--no-progress", "--workdir", str(workdir), *extra]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # from a neutral directory: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH
+    done = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} (PYTHONPATH={checkout}) failed:\n{done.stderr[-2000:]}")
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]

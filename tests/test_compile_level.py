@@ -16,6 +16,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from oracles import assert_close
 from jaxcnn.nn import models
@@ -50,6 +51,7 @@ def gradients() -> dict:
             for mode, (loss, grads) in run(params).items()}
 
 
+@pytest.mark.slow  # a second process that compiles at the default level
 def test_the_default_optimisation_level_computes_what_the_suites_level_computes(x64):
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_backend_optimization_level" not in f)
     env = dict(os.environ, XLA_FLAGS=flags)

@@ -35,6 +35,7 @@ def test_every_named_model_is_covered():
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.slow  # one float64 compilation of three gradients per model; the fast tier proves the modes on small nets
 def test_three_modes_agree_under_jit_and_vmap_float64(x64, name):
     """Two independent batches at once (``vmap``), each mode's loss, gradients and state equal to autodiff's
     call on each batch alone (``jit``), to 1e-10."""
@@ -53,6 +54,7 @@ def test_three_modes_agree_under_jit_and_vmap_float64(x64, name):
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.slow
 def test_hessian_vector_products_agree_float64(x64, name):
     """d/dθ ⟨∇L(θ), v⟩ through the hand rules equals it through autodiff: grad-of-grad differentiates the rules."""
     model, params, state, x, labels, key = _setup(name, batch=1)

@@ -239,6 +239,7 @@ __all__ += ["Softsign"]
 '''
 
 
+@pytest.mark.slow
 def test_a_new_op_and_its_layer_need_edits_in_two_package_files(tmp_path):
     """Declaring an op in its module and deriving its layer reaches every face with no other edit.
 

@@ -78,6 +78,7 @@ def test_step_levers_times_every_variant(tmp_path):
 
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 2), (0, 1))])
+@pytest.mark.slow
 def test_the_partial_lowering_lever_and_its_hand_rule_equal_lax_float64(x64, padding):
     """The lever step_levers.py times is the same convolution: forward, hand rule and jax.grad of the forward
     against lax (float64, 1e-10), through the explicit impl it replaces."""

@@ -240,6 +240,7 @@ def test_loss_and_grad_errors():
 
 
 @pytest.mark.parametrize("name", ["resnet", "classic-dropout"])  # state; a key and no state
+@pytest.mark.slow
 def test_loss_grad_and_logits_returns_the_forwards_logits(x64, name):
     """The logits come from the differentiated forward: equal to a plain apply in training mode, in every mode,
     and the loss, gradient and state equal loss_and_grad's."""

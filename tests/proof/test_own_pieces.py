@@ -74,6 +74,7 @@ def test_the_model_checker_catches_a_planted_wrong_layer_rule():
 
 
 @pytest.mark.parametrize("name", ["resnet", "classic-dropout"])
+@pytest.mark.slow
 def test_the_model_checker_proves_models_with_state_and_key(name):
     model = models.get_model(name) if name != "resnet" else models.resnet(blocks_per_stage=1, channels=(2, 2, 2))
     _, params, state = model.init_with_state(jax.random.key(0), (-1, 12, 12, 1))

@@ -44,6 +44,7 @@ def _faults(keep: str):
 
 @pytest.mark.skipif(allocator._glibc() is None, reason="the allocator settings are glibc's")
 @pytest.mark.skipif(not small_pages_only(), reason="fault counts assume 4 KiB pages (no transparent huge pages)")
+@pytest.mark.slow
 def test_a_repeated_call_reuses_its_memory_and_the_switch_turns_it_off():
     kept, applied = _faults("1")
     fresh, not_applied = _faults("0")

@@ -26,6 +26,7 @@ def _entries(path):
     return sorted(p.name for p in pathlib.Path(path).iterdir())
 
 
+@pytest.mark.slow
 def test_a_second_training_run_loads_its_programs_from_the_cache(tmp_path, fresh_cache_config):
     fresh_cache_config.setenv(compile_cache.ENV, str(tmp_path / "cache"))
     minimum = jax.config.jax_persistent_cache_min_compile_time_secs

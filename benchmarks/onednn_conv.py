@@ -17,7 +17,8 @@ and ``block``: a residual block's loss and gradient (conv → ReLU → conv + x,
 ``lax``, where XLA's own ops run between the custom calls (what oneDNN's OpenMP threads and XLA's
 threads share). All candidates are timed in interleaved rounds (each round calls every one once);
 medians are printed with the CPU model, ``OMP_NUM_THREADS`` and the load average, since the machine
-may be shared. Run it once per thread setting (e.g. ``OMP_NUM_THREADS=1``) to compare them.
+may be shared. The process keeps freed memory for reuse, as the ``jaxcnn`` command does
+(:func:`jaxcnn.configure_process`). Run it once per thread setting (e.g. ``OMP_NUM_THREADS=1``) to compare them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ import statistics
 import sys as _sys
 
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
+
+import jaxcnn  # noqa: E402
+
+jaxcnn.configure_process(interrupt=False)  # the `jaxcnn` command's allocator setting, before jax starts
 
 import jax  # noqa: E402
 import jax.numpy as jnp

@@ -13,6 +13,8 @@ batch 128, Adam lr 1e-3, float32, no augmentation. A round is ``--steps`` traini
 8, for resnet); each candidate runs one warm-up round (compilation; ``ready s`` in the table is
 the seconds from building the candidate to the end of that round), then ``--rounds`` timed
 rounds, interleaved: round r of every candidate before round r + 1 of any.
+The process keeps freed memory for reuse, as the ``jaxcnn`` command does
+(:func:`jaxcnn.configure_process`), for every candidate alike.
 The table reports per-round medians as images/s and ms/step, with ratios computed within the run:
 × PyTorch eager and × the fastest JAX peer (the faster of Flax NNX and Equinox).
 
@@ -72,6 +74,10 @@ import sys
 import tempfile
 import time
 import traceback
+
+import jaxcnn  # noqa: E402
+
+jaxcnn.configure_process(interrupt=False)  # the `jaxcnn` command's allocator setting, before jax starts (every candidate)
 
 import jax
 import jax.numpy as jnp

@@ -334,6 +334,7 @@ def test_every_output_length_and_tile_crop(x64, size, padding):
         assert_close(winograd.winograd_forward(x, w, config, tile=tile), reference, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_an_all_zero_window_is_exactly_zero_in_winograd_as_in_im2col_and_lax(x64):
     """An output whose 3×3 window is all zero, in a tile with non-zero inputs elsewhere, is exactly 0 for
     im2col and lax; Winograd's transforms alone leave rounding noise there (about 1e-14), which a ReLU

@@ -21,6 +21,7 @@ def _model_and_params(dtype):
     return model, jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
 
 
+@pytest.mark.slow
 def test_sliced_gradients_equal_the_whole_batch_in_float64(x64):
     model, params = _model_and_params(jnp.float64)
     x = jax.random.normal(jax.random.key(1), (10, 6, 6, 1), jnp.float64)

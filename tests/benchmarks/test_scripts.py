@@ -43,11 +43,12 @@ def test_fresh_pages_compares_the_allocator_settings_in_alternating_subprocesses
     (row,) = record["rows"]
     assert row["model"] == "classic" and row["off_ms"] > 0 and row["on_ms"] > 0 and "off/on" in stdout
     # the fact behind the lever, deterministic where the time is not: without the settings every step
-    # faults its ~100 MB of temporaries in anew; with them (glibc) the typical (median) step reuses them
+    # faults its temporaries in anew (about 13,000 pages, 50 MB, with auto on oneDNN; twice that with
+    # im2col's patches); with them (glibc) the typical (median) step reuses them
     from oracles import small_pages_only  # tests/ is on the path (pyproject)
 
     if small_pages_only():
-        assert row["off_median_faults"] > 20_000 and row["on_median_faults"] < row["off_median_faults"] / 4, row
+        assert row["off_median_faults"] > 5_000 and row["on_median_faults"] < row["off_median_faults"] / 4, row
 
 
 @pytest.mark.slow

@@ -87,7 +87,6 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # peer_nets, when imported from elsewhere
 import peer_nets  # noqa: E402
 
-import jaxcnn  # noqa: E402
 from jaxcnn.nn import models  # noqa: E402
 from jaxcnn.proof.gradients import MODES  # noqa: E402
 from jaxcnn.training import parallel  # noqa: E402

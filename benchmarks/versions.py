@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def run_once(checkout: pathlib.Path, model: str, epochs: int, extra: list, scrat
     workdir = scratch / "run"
     cache = scratch / "xla"
     for path in (workdir, cache):
-        subprocess.run(["rm", "-rf", str(path)], check=True)
+        shutil.rmtree(path, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(checkout.resolve()), JAXCNN_COMPILATION_CACHE=str(cache))
     command = [sys.executable, "-m", "jaxcnn", "train", "--model", model, "--dataset", "mnist-sample",
                "--epochs", str(epochs), "--no-progress", "--workdir", str(workdir), *extra]

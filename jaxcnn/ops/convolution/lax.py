@@ -25,9 +25,34 @@ from jaxcnn.ops.convolution.config import (
 )
 
 
+def _swap_abort_rows(x_shape, window, config: ConvConfig):
+    """Per spatial dimension, 1 where the input gradient's convolution has the shape XLA:CPU's operand
+    swap aborts on (``f = s = 2``, ``d = 1``, zero padding; see :func:`input_grad`), else 0."""
+    pairs = input_grad_padding(x_shape, window, config)
+    return [int(f == s == 2 and d == 1 and pair == (0, 0))
+            for f, s, d, pair in zip(window, config.stride, config.dilation, pairs)]
+
+
 def forward(x, w, config: ConvConfig):
-    """``y = corr(x_pad, w)`` with stride, dilation and groups (XLA's convolution)."""
+    """``y = corr(x_pad, w)`` with stride, dilation and groups (XLA's convolution).
+
+    Under ``jax.grad`` JAX derives ``x̄`` as the lhs-dilated convolution of :func:`input_grad`, without
+    its guard; where that convolution has the shape XLA:CPU aborts on, ``x`` gets one more zero row at
+    the end of that dimension and the convolution's own high padding loses the row the stride would not
+    reach anyway (``hi − r``, ``r = (n + lo + hi − d(f − 1) − 1) mod s``). ``y`` is unchanged; the
+    derived input gradient then has padding ``(0, 1)`` and the extra row is cut off by ``pad``'s
+    transpose.
+    """
     rank = w.ndim - 2
+    window = w.shape[:rank]
+    extra = _swap_abort_rows(x.shape, window, config)
+    if any(extra):
+        spatial = x.shape[1:-1]
+        pairs = tuple((lo, hi - e * ((n + lo + hi - d * (f - 1) - 1) % s))
+                      for (lo, hi), e, n, f, s, d in zip(config.pairs, extra, spatial, window,
+                                                         config.stride, config.dilation))
+        x = patches_lib.pad_spatial(x, [(0, e) for e in extra])
+        config = config._replace(pairs=pairs)
     return lax.conv_general_dilated(
         x, w, window_strides=config.stride, padding=config.pairs,
         rhs_dilation=config.dilation, dimension_numbers=dimension_numbers(rank),
@@ -50,8 +75,7 @@ def input_grad(dy, x_shape, w, config: ConvConfig):
     rank = w.ndim - 2
     window = w.shape[:rank]
     pairs = input_grad_padding(x_shape, window, config)
-    extra = [int(f == s == 2 and d == 1 and pair == (0, 0))
-             for f, s, d, pair in zip(window, config.stride, config.dilation, pairs)]
+    extra = _swap_abort_rows(x_shape, window, config)
     dx = lax.conv_general_dilated(
         dy, transpose_kernel(w, config.groups), window_strides=(1,) * rank,
         padding=[(lo, hi + e) for (lo, hi), e in zip(pairs, extra)], lhs_dilation=config.stride,

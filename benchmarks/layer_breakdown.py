@@ -28,6 +28,10 @@ import sys as _sys
 
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # the repository root: its jaxcnn
 
+import jaxcnn  # noqa: E402
+
+jaxcnn.configure_process(interrupt=False)  # as the `jaxcnn` command runs: freed memory kept
+
 import argparse
 import json
 import pathlib

@@ -430,7 +430,7 @@ def winograd_forward(x, w, config, *, tile=None, chunk_bytes=CHUNK_BYTES):
 
     It costs one pass over ``x`` (26×26×32→64 at batch 128, 2-core EPYC: forward
     32.62 → 33.47 ms, forward + hand rule 110.82 → 112.37 ms, one interleaved probe of
-    11 rounds; BENCHMARKS.md "Winograd keeps exact zeros now").
+    11 rounds).
 
     Args:
       x: ``(batch, *spatial, C_in)``, spatial rank 1 or 2.

@@ -1,6 +1,6 @@
 """Keep the memory XLA:CPU frees, so that the next call does not fault it back in page by page.
 
-Why (measured; BENCHMARKS.md, "Fresh pages"): every call of a compiled program
+Why (measured; docs/performance.md, "Freed memory is kept"): every call of a compiled program
 on the CPU allocates its temporaries as one buffer (106 MB for a classic-net
 train step at batch 128) with ``posix_memalign`` and frees it at the end. glibc
 serves a request that large with a fresh ``mmap`` (a per-thread arena cannot

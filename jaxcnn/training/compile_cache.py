@@ -5,7 +5,7 @@
 cache before it compiles: the epoch program and the evaluation are written to
 the cache directory, and a later run with the same model, batch, data shapes,
 optimizer, jax version and machine loads them instead of compiling (measured in
-BENCHMARKS.md, "Persistent compilation cache").
+docs/performance.md, "The persistent compilation cache").
 
 The directory is, in this order: the one already configured in jax
 (``jax.config.jax_compilation_cache_dir`` or ``JAX_COMPILATION_CACHE_DIR``: the

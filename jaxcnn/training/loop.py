@@ -44,10 +44,10 @@ DEFAULT_WEIGHT_DECAY = 0.05  # adamw's, when weight_decay is None
 #: The gradient mode of a model when ``grad`` is None; every other model: ``"autodiff"``.
 #: Where oneDNN's extension is unavailable, ResNet-20's hand rules (``"manual"``: XLA's convolution
 #: for the forward and the input gradient of its 16-channel layers, im2col for the rest) train it
-#: 1.4× faster on the CPU than ``jax.grad`` of its forward (BENCHMARKS.md "The hybrid impl"); with
-#: it, every mode runs oneDNN's passes. The classic and lecture
-#: nets' hand rules are im2col's, at par with ``jax.grad`` (a classic chunk 176.5 against
-#: 180.7 ms/step, BENCHMARKS.md "Winograd in the hand rule"), so they keep ``"autodiff"``.
+#: 1.31× faster on the CPU than ``jax.grad`` of its forward (583.3 against 766.6 ms per step,
+#: BENCHMARKS.md "ResNet-20: ``resnet_levers.py``"); with it, every mode runs oneDNN's passes. The
+#: classic and lecture nets' hand rules are im2col's, no faster than ``jax.grad`` (the classic train
+#: path 797.2 against 854.6 img/s, BENCHMARKS.md "Conv impls and train steps"), so they keep ``"autodiff"``.
 DEFAULT_GRAD = {"resnet": "manual"}
 
 

@@ -124,6 +124,23 @@ def test_layer_breakdown_times_every_layer_and_conv2s_parts(tmp_path):
     assert "×PyTorch" in stdout and "GFLOP/s" in stdout and stdout.startswith("CPU ")
 
 
+@pytest.mark.slow
+@pytest.mark.benchmark
+def test_step_breakdown_times_every_layer_of_every_model(tmp_path):
+    stdout = _run("step_breakdown.py", "--batch", 4, "--rounds", 1, "--out", tmp_path / "s.json")
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert set(record["models"]) == {"classic", "lecture", "resnet"} and "model name" not in record["cpu"]
+    layer_counts = {"classic": 9, "lecture": 8, "resnet": 14}
+    for name, model in record["models"].items():
+        layers = [row for row in model["rows"] if row[:2].strip().isdigit()]
+        assert len(layers) == layer_counts[name], (name, model["rows"])
+        assert all(model["ms"][row] > 0 for row in model["rows"])
+        assert model["ms"]["whole step (jit, donated)"] > 0 and model["ms"]["PyTorch eager whole step"] > 0
+        # XLA counts the FLOPs of every layer with a convolution or a matmul
+        assert all(model["flops"][row] > 0 for row in layers if "Conv" in row or "Dense" in row), name
+    assert "BasicBlock16 + Relu" in stdout and "1.5× PyTorch eager" in stdout and stdout.startswith("CPU ")
+
+
 @pytest.mark.benchmark
 def test_onednn_conv_times_every_pass(tmp_path):
     from jaxcnn.ops import onednn

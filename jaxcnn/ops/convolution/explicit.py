@@ -38,7 +38,7 @@ from jaxcnn.ops.convolution.config import ConvConfig, is_forward_only, output_sp
 #: Batch chunks whose patch matrix takes at most this many bytes keep each chunk's patches
 #: in cache between being built and being multiplied: the explicit forward alone
 #: (:func:`~jaxcnn.ops.convolution.forward_only`) and the ``"hybrid"`` impl's kernel gradient run
-#: chunk by chunk (BENCHMARKS.md "The hybrid impl").
+#: chunk by chunk (BENCHMARKS.md "ResNet-20: ``resnet_levers.py``").
 PATCH_CHUNK_BYTES = 5 * 2**19  # 2.5 MiB: 5 examples of 28×28×16, 11 of 14×14×32 at 3×3
 
 

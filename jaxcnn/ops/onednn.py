@@ -48,8 +48,11 @@ default one per core), in a team started by the XLA thread that runs the custom 
 independent custom calls at once (a layer's ``x̄`` and ``w̄``, on two of its threads), and two
 teams would put twice as many threads as cores to work, so the extension runs one primitive at a
 time; the other XLA thread sleeps until it is done. Weight reorders (a few thousand floats) run on
-one thread. Where other processes keep the cores busy, ``OMP_NUM_THREADS=1`` spends less CPU time
-per step: a team of two then waits at each barrier for a thread the scheduler has not run.
+one thread. Measured on 2 cores (BENCHMARKS.md, "oneDNN's convolution passes"), the ``jaxcnn train``
+path runs as fast with ``OMP_NUM_THREADS`` unset as with 2, and 4 threads oversubscribe the cores
+(classic 0.79×, ResNet-20 0.61× the images/s). Where other processes keep the cores busy,
+``OMP_NUM_THREADS=1`` spends less CPU time per step: a team of two then waits at each barrier for a
+thread the scheduler has not run.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ the kernel gradient ``∂w``, each timed alone, for
 - ``torch``: PyTorch eager, channels-last (``torch.channels_last``), ``conv2d`` and
   ``aten.convolution_backward`` with one output mask per gradient (PyTorch's CPU convolutions are oneDNN's);
 
+``transposed``: the autoencoder's two upsampling layers (``experiments/autoencoder.py``: 7×7×32→14×14×16 and
+14×14×16→28×28×1, 3×3, stride 2, ``SAME``) as :func:`jaxcnn.conv_transpose` forward + VJP with a random cotangent,
+under ``grad="manual"`` and ``"autodiff"``, on ``onednn``, ``explicit`` (what its ``auto`` runs) and ``lax``;
 and ``block``: a residual block's loss and gradient (conv → ReLU → conv + x, jitted) on oneDNN and on
 ``lax``, where XLA's own ops run between the custom calls (what oneDNN's OpenMP threads and XLA's
 threads share). All candidates are timed in interleaved rounds (each round calls every one once);
@@ -61,6 +64,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (medians reported)")
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-transposed", action="store_true", help="leave the transposed convolutions out")
     parser.add_argument("--out", type=pathlib.Path, default=None, help="JSON file for the medians")
     return parser.parse_args(argv)
 
@@ -132,6 +136,30 @@ def torch_candidates(name, x, w, dy, config):
     }
 
 
+#: name -> (y spatial, C_y, C_out of the transposed conv): 3×3, stride 2, SAME
+TRANSPOSED = {
+    "autoencoder up 7×7×32→14×14×16": ((7, 7), 32, 16),
+    "autoencoder up 14×14×16→28×28×1": ((14, 14), 16, 1),
+}
+
+
+def transposed_candidates(batch, rng):
+    """The transposed layers' forward + VJP on oneDNN, im2col and lax, in both gradient modes."""
+    candidates = {}
+    for name, (spatial, cy, cout) in TRANSPOSED.items():
+        y = jnp.asarray(rng.standard_normal((batch, *spatial, cy), dtype=np.float32))
+        w = jnp.asarray(rng.standard_normal((3, 3, cout, cy), dtype=np.float32) / np.sqrt(9 * cy))
+        dz = jnp.asarray(rng.standard_normal((batch, *(2 * n for n in spatial), cout), dtype=np.float32))
+        for impl in ("onednn", "explicit", "lax"):
+            for grad in ("manual", "autodiff"):
+                def op(y, w, impl=impl, grad=grad):
+                    return jaxcnn.conv_transpose(y, w, stride=2, padding="SAME", impl=impl, grad=grad)
+
+                run = jax.jit(lambda y, w, dz, op=op: jax.vjp(op, y, w)[1](dz))
+                candidates[(name, impl, f"fwd+bwd {grad}")] = lambda run=run, y=y, w=w, dz=dz: run(y, w, dz)
+    return candidates
+
+
 def block_candidates(x, w, rng):
     """A residual block's loss and gradient, conv → ReLU → conv + x, on oneDNN and on lax."""
     w2 = jnp.asarray(rng.standard_normal(w.shape, dtype=np.float32) / np.sqrt(w.shape[2] * 9))
@@ -162,6 +190,8 @@ def main(argv=None):
             candidates.update(torch_candidates(name, x, w, dy, config))
         if name.startswith("resnet 28"):
             candidates.update(block_candidates(x, w, rng))
+    if not args.no_transposed:
+        candidates.update(transposed_candidates(args.batch, rng))
     times, before, after = bench.timed_with_machine_rate(candidates, args.rounds)
     medians = {key: statistics.median(values) * 1e3 for key, values in times.items()}
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
@@ -169,11 +199,11 @@ def main(argv=None):
     print(f"batch {args.batch}, {args.rounds} interleaved rounds, medians in ms; OMP_NUM_THREADS={threads}, "
           f"load average {os.getloadavg()[0]:.1f} at the end")
     impls = ("onednn", "explicit", "lax", "torch")
-    print(f"{'layer':36s} {'pass':8s} " + " ".join(f"{impl:>8s}" for impl in impls))
+    print(f"{'layer':36s} {'pass':17s} " + " ".join(f"{impl:>8s}" for impl in impls))
     for layer in dict.fromkeys(key[0] for key in medians):
         for part in dict.fromkeys(key[2] for key in medians if key[0] == layer):
             cells = [medians.get((layer, impl, part)) for impl in impls]
-            print(f"{layer:36s} {part:8s} " + " ".join(f"{c:8.2f}" if c is not None else f"{'-':>8s}" for c in cells))
+            print(f"{layer:36s} {part:17s} " + " ".join(f"{c:8.2f}" if c is not None else f"{'-':>8s}" for c in cells))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         rows = [dict(layer=k[0], impl=k[1], part=k[2], median_ms=v, times_ms=[t * 1e3 for t in times[k]])

@@ -103,7 +103,8 @@ def _case(y_shape, w_shape, config: ConvConfig, platform_name: str, dtype: str, 
 
 def resolve_impl(impl, y_shape, w_shape, config: ConvConfig, platform: str, *, dtype=None) -> str:
     """The name of the impl behind ``impl`` (``"auto"`` decided at trace time by
-    :data:`jaxcnn.ops.convolution.TRANSPOSE_AUTO`, conv's table restricted to ``"lax"`` and ``"explicit"``).
+    :data:`jaxcnn.ops.convolution.TRANSPOSE_AUTO`: ``"onednn"`` for float32 on the CPU where its extension is
+    available, else conv's guards and ``"explicit"``; ``"lax"`` off the CPU).
 
     The forward here is conv's input gradient and the backward is conv's forward
     plus its weight gradient, so conv's fwd+bwd measurements carry over; the patch
@@ -177,7 +178,7 @@ def conv_transpose(y, w, b=None, *, stride=1, padding="VALID", output_padding=0,
       output_padding: int or per-dimension tuple, each in ``[0, stride)``; 0 with ``"SAME"``.
       groups: feature groups; divides ``out_channels``.
       impl: one of conv's impls (:data:`jaxcnn.ops.convolution.IMPLS`: ``"lax"``, ``"explicit"``,
-        patches, GEMMs and col2im only, ``"fft"``, ``"winograd"``, ``"hybrid"``), ``"auto"``
+        patches, GEMMs and col2im only, ``"fft"``, ``"winograd"``, ``"hybrid"``, ``"onednn"``), ``"auto"``
         (:func:`resolve_impl`), a :class:`~jaxcnn.ops.convolution.Policy` or an
         :class:`~jaxcnn.ops.convolution.Impl`; it runs that impl's input gradient forward and its
         forward and kernel gradient as the hand rule, and refuses what that impl refuses.

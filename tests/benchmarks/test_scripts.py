@@ -151,3 +151,7 @@ def test_onednn_conv_times_every_pass(tmp_path):
                   "--out", tmp_path / "o.json")
     record = json.loads((tmp_path / "o.json").read_text())
     assert record["batch"] == 2 and "GFLOP/s" in stdout
+    rows = {(row["layer"], row["impl"], row["part"]) for row in record["rows"]}
+    for layer in ("autoencoder up 7×7×32→14×14×16", "autoencoder up 14×14×16→28×28×1"):
+        assert {(layer, impl, f"fwd+bwd {grad}") for impl in ("onednn", "explicit", "lax")
+                for grad in ("manual", "autodiff")} <= rows, layer

@@ -20,10 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxcnn import conv, conv_transpose, conv_transpose_backward
+from jaxcnn.ops import onednn
+from jaxcnn.ops._native import loader
 from jaxcnn.ops import padding as padding_lib
 from jaxcnn.ops.convolution import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_config
 from jaxcnn.ops.transposed_conv import resolve_impl, transpose_config
 from jaxcnn.testing import assert_hand_rule
+from hypothesis_profiles import examples
 from oracles import assert_close, conv_cases, run_fast, vjp
 
 IMPLS = ("lax", "explicit")  # what "auto" picks; the other impls of conv's: test_every_conv_impl_transposes_like_lax
@@ -132,7 +135,8 @@ EVERY_IMPL_CASES = [
 
 @pytest.mark.parametrize("y_shape,w_shape,options", EVERY_IMPL_CASES, ids=["3x3", "strided"])
 def test_every_conv_impl_transposes_like_lax_float64(x64, y_shape, w_shape, options):
-    """conv's impls beyond lax and explicit (fft, winograd, hybrid) as the transposed conv's: its forward (their
+    """conv's impls beyond lax and explicit (fft, winograd, hybrid; onednn through its float64 fallback to lax) as the
+    transposed conv's: its forward (their
     input gradient), its hand rule (their forward and kernel gradient) and both VJPs equal lax's, to 1e-10."""
     impls = [impl for impl in CONCRETE_IMPLS if impl not in IMPLS]
     if options.get("stride", 1) != 1:
@@ -195,27 +199,46 @@ FLOAT32_GRID = [
 ]
 
 
-def _impl_results(y, w, b, dz, options):
+def _impl_results(y, w, b, dz, options, impls=IMPLS):
     results = {}
-    for impl in IMPLS:
+    for impl in impls:
         op = lambda *a, impl=impl, grad="autodiff": conv_transpose(*a, impl=impl, grad=grad, **options)
         results[impl] = (op(y, w, b), conv_transpose_backward(dz, y, w, impl=impl, **options),
                          vjp(lambda *a: op(*a, grad="manual"), (y, w, b), dz), vjp(op, (y, w, b), dz))
     return results
 
 
-def _check_float32(device, y_shape, w_shape, options):
-    """lax == explicit in float32, forward and every backward, to 1e-5 of the result's scale."""
+def _check_float32(device, y_shape, w_shape, options, impl="explicit", seed=0):
+    """lax == ``impl`` in float32, forward and every backward (hand rule, manual and autodiff VJPs), to 1e-5 of
+    the result's scale."""
     x_shape, _ = transpose_config(y_shape, w_shape, **options)
-    arrays = [_normal(s, i, jnp.float32) for i, s in enumerate((y_shape, w_shape, x_shape[-1:], x_shape))]
+    shapes = (y_shape, w_shape, x_shape[-1:], x_shape)
+    arrays = [_normal(s, seed + i, jnp.float32) for i, s in enumerate(shapes)]
     arrays = jax.device_put(arrays, device)
-    results = jax.jit(lambda *a: _impl_results(*a, options))(*arrays)
+    results = jax.jit(lambda *a: _impl_results(*a, options, impls=("lax", impl)))(*arrays)
     lax_forward, *lax_grads = results["lax"]
-    explicit_forward, *explicit_grads = results["explicit"]
-    assert_close(explicit_forward, lax_forward, rtol=1e-5, err_msg=str(options))
-    for lax_rule, explicit_rule in zip(lax_grads, explicit_grads):
-        for name, got, want in zip("ywb", explicit_rule, lax_rule):
-            assert_close(got, want, rtol=1e-5, err_msg=f"d{name} {options}")
+    impl_forward, *impl_grads = results[impl]
+    msg = f"impl={impl} {options} y{y_shape} w{w_shape}"
+    assert_close(impl_forward, lax_forward, rtol=1e-5, err_msg=msg)
+    for lax_rule, impl_rule in zip(lax_grads, impl_grads):
+        for name, got, want in zip("ywb", impl_rule, lax_rule):
+            assert_close(got, want, rtol=1e-5, err_msg=f"d{name} {msg}")
+
+
+needs_onednn = pytest.mark.skipif(not onednn.available(),
+                                  reason=f"oneDNN extension unavailable: {onednn.unavailable_reason()}")
+
+
+@needs_onednn
+@examples(8)
+@given(transpose_cases())
+def test_onednn_equals_lax_float32(case):
+    """``impl="onednn"`` (conv's three oneDNN passes in the transposed order: backward-data forward, then
+    forward and backward-weights as the hand rule) == lax in float32 on drawn 1-3-d shapes with every option,
+    to 1e-5 of the result's scale, the float32 agreement the explicit impl is held to; its float64 fallback
+    is ``test_every_conv_impl_transposes_like_lax_float64``."""
+    _, w_shape, y_shape, options, seed = case
+    _check_float32(jax.devices("cpu")[0], y_shape, w_shape, options, impl="onednn", seed=seed)
 
 
 @pytest.mark.parametrize("options", FLOAT32_GRID, ids=str)
@@ -378,14 +401,15 @@ def test_lax_impl_survives_the_xla_cpu_operand_swap_abort():
     assert float(result.stdout.split()[-1]) <= 1e-5, result.stdout
 
 
-def _resolve(y_shape, w_shape, platform, **options):
+def _resolve(y_shape, w_shape, platform, dtype="float64", **options):
     options = dict(dict(stride=1, padding="VALID", output_padding=0, dilation=1, groups=1), **options)
     _, config = transpose_config(y_shape, w_shape, **options)
-    return resolve_impl("auto", y_shape, w_shape, config, platform)
+    return resolve_impl("auto", y_shape, w_shape, config, platform, dtype=dtype)
 
 
 def test_auto_decision_table():
-    """``"auto"`` follows conv's table: explicit on the CPU unless depthwise or too large; lax elsewhere."""
+    """``"auto"`` follows conv's table, in float64: explicit on the CPU unless depthwise or too large; lax
+    elsewhere (float32 on the CPU takes oneDNN's row first where it is available: the pinned tests below)."""
     assert _resolve((8, 13, 13, 64), (3, 3, 32, 64), "cpu", stride=2) == "explicit"
     assert _resolve((8, 13, 13, 64), (3, 3, 32, 64), "gpu", stride=2) == "lax"
     assert _resolve((4, 9, 8, 6), (3, 3, 2, 6), "cpu", groups=3) == "explicit"
@@ -430,14 +454,31 @@ PINNED = {
 }
 
 
-def test_auto_picks_the_pinned_impl():
-    """The transposed conv's ``auto`` table pinned, layer by layer and batch by batch."""
+def _pinned_choices(dtype):
     choices = {}
     for name, batch in PINNED:
         spatial, w_shape, options = PINNED_LAYERS[name]
-        choices[name, batch] = tuple(_resolve((batch, *spatial), w_shape, platform, **options)
+        choices[name, batch] = tuple(_resolve((batch, *spatial), w_shape, platform, dtype=dtype, **options)
                                      for platform in ("cpu", "gpu"))
-    assert choices == PINNED
+    return choices
+
+
+#: float32 where oneDNN's extension is available: every layer on the CPU but the depthwise one runs on oneDNN.
+PINNED_FLOAT32_ONEDNN = {key: (("lax" if key[0] == "depthwise" else "onednn"), "lax") for key in PINNED}
+
+
+def test_auto_picks_the_pinned_impl():
+    """The transposed conv's ``auto`` table pinned, layer by layer and batch by batch: float64, and float32
+    with oneDNN's row where the extension is available (the float64 table where it is not)."""
+    assert _pinned_choices("float64") == PINNED
+    assert _pinned_choices("float32") == (PINNED_FLOAT32_ONEDNN if onednn.available() else PINNED)
+
+
+def test_auto_without_onednn_picks_the_float64_table_in_float32(monkeypatch):
+    """Where the extension cannot be loaded, float32 follows the float64 table."""
+    monkeypatch.setattr(loader, "native", lambda: loader.Native(None, "hidden by the test"))
+    assert not onednn.available()
+    assert _pinned_choices("float32") == PINNED
 
 
 @pytest.mark.slow

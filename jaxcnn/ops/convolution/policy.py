@@ -155,9 +155,11 @@ AUTO = Policy((
          "every other case: XLA:CPU's convolutions, above all their gradients, are slower than im2col's GEMMs"),
 ))
 
-#: ``auto`` of :func:`~jaxcnn.ops.transposed_conv.conv_transpose`: conv's table restricted to the
-#: two impls a transposed convolution offers, whose passes are conv's in another order.
-TRANSPOSE_AUTO = Policy((OFF_CPU, TOO_LARGE, DEPTHWISE, Rule("explicit", _always, "as for conv")))
+#: ``auto`` of :func:`~jaxcnn.ops.transposed_conv.conv_transpose`, whose passes are conv's in another order
+#: (its forward is conv's input gradient): oneDNN for float32 on the CPU where available, as for conv (on the
+#: autoencoder's two upsampling layers oneDNN's forward + VJP is 1.4–3.0× faster than im2col's in both
+#: modes, BENCHMARKS.md "oneDNN's convolution passes"), then conv's guards, then im2col.
+TRANSPOSE_AUTO = Policy((OFF_CPU, DEPTHWISE, ONEDNN, TOO_LARGE, Rule("explicit", _always, "as for conv")))
 
 
 def winograd_rule(min_channels: int) -> Rule:

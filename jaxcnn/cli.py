@@ -338,6 +338,27 @@ def _summary(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- native
+
+
+def _add_native_parser(commands) -> None:
+    parser = commands.add_parser(
+        "native", help="build (unless built already) and load oneDNN's convolution extension now, and say where "
+                       "it is or why it cannot be used (status 1)")
+    parser.set_defaults(handler=_native)
+
+
+def _native(args) -> int:
+    from jaxcnn.ops._native import loader  # pylint: disable=import-outside-toplevel
+
+    native = loader.native()
+    if native.library is None:
+        print(f"oneDNN convolutions unavailable ({native.reason}); impl auto uses XLA and im2col instead")
+        return 1
+    print(f"oneDNN convolutions ready: {native.path}")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -349,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(commands)
     _add_check_grads_parser(commands)
     _add_summary_parser(commands)
+    _add_native_parser(commands)
     return parser
 
 

@@ -395,6 +395,33 @@ on_cpu = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the notice i
 
 @on_cpu
 @pytest.mark.slow
+def test_jaxcnn_native_builds_the_extension_now_or_says_why_not(tmp_path):
+    """``jaxcnn native`` builds the extension into an empty cache and names the library it loaded (status 0);
+    with no compiler it builds nothing and says why in one line (status 1)."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    cache, empty_path = tmp_path / "cache", tmp_path / "bin"
+    empty_path.mkdir()
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(root))
+    built = subprocess.run([sys.executable, "-m", "jaxcnn", "native"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600)
+    if not onednn.available():
+        pytest.skip(f"oneDNN is not available here: {onednn.unavailable_reason()}")
+    assert built.returncode == 0, built.stdout + built.stderr[-2000:]
+    (library,) = cache.glob("jaxcnn/onednn_conv-*.so")
+    assert built.stdout.splitlines() == [f"oneDNN convolutions ready: {library}"]
+    env = {key: value for key, value in env.items() if key != "CXX"}
+    env.update(PATH=str(empty_path), XDG_CACHE_HOME=str(tmp_path / "other-cache"))
+    refused = subprocess.run([sys.executable, "-m", "jaxcnn", "native"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=300)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert refused.stdout.splitlines() == [
+        "oneDNN convolutions unavailable (no C++ compiler to build the oneDNN extension ('g++' not found)); "
+        "impl auto uses XLA and im2col instead"]
+    assert not list((tmp_path / "other-cache").glob("jaxcnn/onednn_conv-*"))
+
+
+@on_cpu
+@pytest.mark.slow
 def test_jaxcnn_train_without_a_compiler_says_so_once_and_trains(tmp_path):
     """The install without a compiler: ``python -m jaxcnn train`` with no ``g++`` on the ``PATH``, no ``$CXX``
     and an empty build cache trains with ``auto``'s other impls (no call reaches the ``onednn`` impl's own

@@ -9,7 +9,8 @@ Build: on first use, the machine's ``g++`` (or ``$CXX``) compiles ``onednn_conv.
 against those headers and JAX's FFI headers (``jax.ffi.include_dir()``) into
 ``$XDG_CACHE_HOME/jaxcnn`` (default ``~/.cache/jaxcnn``), named by a hash of the source, the
 compiler, JAX's version and oneDNN's paths, so an upgrade rebuilds and every later process loads
-it. Not at install time: an editable install would need oneDNN's headers and JAX inside pip's
+it. ``jaxcnn native`` builds it ahead of use (an image build, a machine about to go offline) and
+says where it is or why it cannot be. Not at install time: an editable install would need oneDNN's headers and JAX inside pip's
 isolated build environment, and a failed build must never fail ``pip install``. Here anything
 missing (no compiler, no oneDNN, not x86-64 Linux, an unwritable cache) only makes
 :func:`native` return no library and a one-line reason (``jaxcnn.ops.onednn.available``).
@@ -48,8 +49,11 @@ class Unavailable(Exception):
 
 
 class Native(NamedTuple):
+    """The loaded extension, or ``None`` and a one-line ``reason``; ``path``: the shared library loaded."""
+
     library: Optional[ctypes.CDLL]
     reason: str
+    path: Optional[str] = None
 
 
 def onednn_paths() -> Tuple[pathlib.Path, pathlib.Path]:
@@ -134,7 +138,7 @@ def native() -> Native:
     except Unavailable as error:
         return Native(None, str(error))
     register(library)
-    return Native(library, "")
+    return Native(library, "", str(path))
 
 
 @functools.lru_cache(maxsize=None)

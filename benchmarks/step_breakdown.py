@@ -182,7 +182,8 @@ def main(argv=None) -> None:
         print(f"{'sum of the parts':58s}{parts:9.2f}")
         print(f"{'whole step (jit, donated)':58s}{whole:9.2f}{'':9s}{total:8.2f}{total / whole * 1e3:9.0f}")
         print(f"{'PyTorch eager whole step':58s}{torch_ms:9.2f}   (jaxcnn {torch_ms / whole:.2f}× its speed)")
-        print(f"the step's {total:.2f} GFLOP at the machine's {rate:.0f} GFLOP/s matmul rate: {total / rate * 1e3:.1f} ms; "
+        print(f"the step's {total:.2f} GFLOP at the machine's {rate:.0f} GFLOP/s matmul rate: "
+              f"{total / rate * 1e3:.1f} ms; "
               f"1.5× PyTorch eager's speed needs a step of {torch_ms / 1.5:.1f} ms\n")
         report["models"][name] = {"ms": ms, "flops": flops, "rows": rows, "rounds": times,
                                   "matmul_gflops": [before, after], "grad": loop.default_grad(name)}

@@ -10,8 +10,9 @@ against those headers and JAX's FFI headers (``jax.ffi.include_dir()``) into
 ``$XDG_CACHE_HOME/jaxcnn`` (default ``~/.cache/jaxcnn``), named by a hash of the source, the
 compiler, JAX's version and oneDNN's paths, so an upgrade rebuilds and every later process loads
 it. ``jaxcnn native`` builds it ahead of use (an image build, a machine about to go offline) and
-says where it is or why it cannot be. Not at install time: an editable install would need oneDNN's headers and JAX inside pip's
-isolated build environment, and a failed build must never fail ``pip install``. Here anything
+says where it is or why it cannot be. Not at install time: an editable install would need oneDNN's
+headers and JAX inside pip's isolated build environment, and a failed build must never fail
+``pip install``. Here anything
 missing (no compiler, no oneDNN, not x86-64 Linux, an unwritable cache) only makes
 :func:`native` return no library and a one-line reason (``jaxcnn.ops.onednn.available``).
 """

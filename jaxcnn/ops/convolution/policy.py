@@ -169,8 +169,9 @@ def winograd_rule(min_channels: int) -> Rule:
     ``min_channels`` input channels runs Winograd's F(4×4, 3×3). It is faster, and it stays out
     of :data:`AUTO` because the modes would then run different forwards, which differ where
     the network is not differentiable: in float32 its rounding reorders near-ties of a max
-    pool that follows (docs/performance.md "Why Winograd is off by default"). :meth:`Policy.with_rules` puts it after :data:`ONEDNN`, so in float32
-    on the CPU it decides only where oneDNN is not available.
+    pool that follows (docs/performance.md "Why Winograd is off by default").
+    :meth:`Policy.with_rules` puts it after :data:`ONEDNN`, so in float32 on the CPU it decides
+    only where oneDNN is not available.
     """
     def holds(c: Case) -> bool:
         return (c.manual and not c.forward_only and c.rank == 2 and c.window == (3, 3) and c.config.groups == 1

@@ -54,7 +54,8 @@ def test_three_modes_agree_under_jit_and_vmap_float64(x64, name):
                 assert_close(got[index], want, rtol=1e-10, err_msg=f"{name} {mode} batch {index}")
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.thorough) if name == "resnet" else name
+                                  for name in sorted(models.MODELS)])
 @pytest.mark.slow
 def test_hessian_vector_products_agree_float64(x64, name):
     """d/dθ ⟨∇L(θ), v⟩ through the hand rules equals it through autodiff: grad-of-grad differentiates the rules."""

@@ -345,7 +345,7 @@ for x_shape, w_shape, options in cases:
     x = jnp.asarray(np.random.default_rng(0).normal(size=x_shape), jnp.float32)
     w = jnp.asarray(np.random.default_rng(1).normal(size=w_shape), jnp.float32)
     outputs = {}
-    for impl in ("lax", "hybrid", "explicit"):
+    for impl in ("lax", "explicit"):
         for grad in ("autodiff", "manual"):
             loss = lambda x, w: jnp.sum(conv(x, w, impl=impl, grad=grad, **options) ** 2)
             outputs[impl, grad] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w)
@@ -358,8 +358,8 @@ print(worst)
 
 @pytest.mark.slow
 def test_lax_survives_the_xla_cpu_operand_swap_abort():
-    """Both gradients of ``lax`` and ``hybrid`` on the cases where XLA:CPU's operand swap aborts the process
-    unguarded: the hand rules compute ``x̄`` with the guarded lhs-dilated convolution
+    """Both gradients of ``lax`` on the cases where XLA:CPU's operand swap aborts the process unguarded (``hybrid``
+    runs the same forward and input gradient): the hand rule computes ``x̄`` with the guarded lhs-dilated convolution
     (``jaxcnn.ops.convolution.lax.input_grad``), and ``jax.grad`` differentiates a forward that gives ``x``
     one more zero row there (``jaxcnn.ops.convolution.lax.forward``). The cases are the first one found
     and four that a sweep of random shapes aborted on before the forward's guard (run in a subprocess: an
@@ -740,7 +740,7 @@ def test_batch_chunk_fits_the_budget_and_prefers_divisors():
 
 
 @given(conv_cases())
-@examples(12)
+@examples(6)
 @pytest.mark.slow
 def test_kernel_gradient_in_chunks_equals_autodiff_float64(x64, case):
     """``W̄ = Pᵀ Ȳ`` summed over batch chunks (one example each here) is still the gradient, and the

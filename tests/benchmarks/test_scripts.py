@@ -155,3 +155,21 @@ def test_onednn_conv_times_every_pass(tmp_path):
     for layer in ("autoencoder up 7×7×32→14×14×16", "autoencoder up 14×14×16→28×28×1"):
         assert {(layer, impl, f"fwd+bwd {grad}") for impl in ("onednn", "explicit", "lax")
                 for grad in ("manual", "autodiff")} <= rows, layer
+
+
+def test_the_gpu_script_is_ready_to_run():
+    """``benchmarks/gpu.sh`` (the GPU check, run where a GPU is lent) parses, and ``throughput.py`` accepts the
+    options it passes."""
+    import re
+    import subprocess
+
+    script = ROOT / "benchmarks" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    (options,) = re.findall(r"benchmarks/throughput.py (.*?)\s*\\\n\s*(.*?) 2>&1", text, flags=re.S)
+    argv = " ".join(options).replace('"$out/throughput"', "runs/gpu/throughput").split()
+    check = ("import sys; sys.path.insert(0, 'benchmarks'); import throughput; "
+             f"args = throughput.parse_args({argv!r}); print(sorted(args.candidates), args.no_conv)")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("]")[0].count("'") == 8 and done.stdout.strip().endswith("True"), done.stdout

@@ -51,15 +51,8 @@ from jaxcnn.training import loop  # noqa: E402
 LR = 1e-3
 
 
-def _flops(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):
-        analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get("flops", 0.0))
-
-
 def _layer_call(layer, params, state, x, cotangent, *, grad, with_input_grad):
-    """``(run, flops_fn)``: a compiled forward + VJP of one layer in training mode."""
+    """``(run, compiled)``: a compiled forward + VJP of one layer in training mode, and the compiled program."""
 
     def forward_and_vjp(params, x, cotangent):
         def forward(params, x):
@@ -72,7 +65,7 @@ def _layer_call(layer, params, state, x, cotangent, *, grad, with_input_grad):
         return y, pullback(cotangent)
 
     compiled = jax.jit(forward_and_vjp).lower(params, x, cotangent).compile()
-    return lambda: compiled(params, x, cotangent), forward_and_vjp
+    return lambda: compiled(params, x, cotangent), compiled
 
 
 def model_candidates(name, batch, rng):
@@ -95,8 +88,7 @@ def model_candidates(name, batch, rng):
         label = f"{index + 1:2d} {title} {tuple(h.shape[1:])}→{tuple(y.shape[1:])}"
         options = dict(grad=grad, with_input_grad=index > 0)
         candidates[label], _ = _layer_call(layer, params, state, h, cotangent, **options)
-        _, counted_fn = _layer_call(counted, params, state, h, cotangent, **options)
-        flops[label] = _flops(jax.jit(counted_fn).lower(params, h, cotangent).compile())
+        flops[label] = bench.compiled_flops(_layer_call(counted, params, state, h, cotangent, **options)[1])
         rows.append(label)
         h = y
     loss = jax.jit(jax.value_and_grad(lambda logits: losses.softmax_cross_entropy(logits, labels)))

@@ -26,7 +26,7 @@ The candidates:
   impl ``auto``), ``_compile`` (``make_train_chunk`` with ``plan_epoch``/``lax_conv_on_cpu``)
   and ``_train_epoch`` (state donated; BatchNorm's ``model_state`` passed and donated). One
   row per ``--grads`` mode; ``default`` (the default) is the model's own mode as ``jaxcnn train``
-  takes it (``loop.DEFAULT_GRAD``: ``manual`` for resnet since 2026-12-01, ``autodiff`` otherwise). The
+  takes it (``loop.DEFAULT_GRAD``: ``manual`` for resnet, ``autodiff`` otherwise). The
   row of that mode is labelled ``jaxcnn train path``, any other ``jaxcnn train path (MODE)``.
 * ``jaxcnn jit step``: the README quick start: ``jax.jit`` of a step calling
   ``jaxcnn.loss_and_grad`` (``state=`` for resnet) and an ``optax.adam`` update, params and

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import assume, strategies as st
 
 from jaxcnn import conv_output_size
@@ -84,3 +85,14 @@ def small_pages_only() -> bool:
     except OSError:
         thp = ""
     return os.sysconf("SC_PAGE_SIZE") == 4096 and "[always]" not in thp
+
+
+def _onednn():
+    from jaxcnn.ops import onednn  # pylint: disable=import-outside-toplevel
+
+    return onednn
+
+
+#: Skips a test where oneDNN's extension cannot be built or loaded (no compiler, no oneDNN, not x86-64 Linux).
+needs_onednn = pytest.mark.skipif(not _onednn().available(),
+                                  reason=f"oneDNN extension unavailable: {_onednn().unavailable_reason()}")

@@ -27,7 +27,7 @@ from jaxcnn.ops.convolution import CONCRETE_IMPLS, MAX_PATCH_ELEMENTS, conv_conf
 from jaxcnn.ops.transposed_conv import resolve_impl, transpose_config
 from jaxcnn.testing import assert_hand_rule
 from hypothesis_profiles import examples
-from oracles import assert_close, conv_cases, run_fast, vjp
+from oracles import assert_close, conv_cases, needs_onednn, run_fast, vjp
 
 IMPLS = ("lax", "explicit")  # what "auto" picks; the other impls of conv's: test_every_conv_impl_transposes_like_lax
 
@@ -223,10 +223,6 @@ def _check_float32(device, y_shape, w_shape, options, impl="explicit", seed=0):
     for lax_rule, impl_rule in zip(lax_grads, impl_grads):
         for name, got, want in zip("ywb", impl_rule, lax_rule):
             assert_close(got, want, rtol=1e-5, err_msg=f"d{name} {msg}")
-
-
-needs_onednn = pytest.mark.skipif(not onednn.available(),
-                                  reason=f"oneDNN extension unavailable: {onednn.unavailable_reason()}")
 
 
 @needs_onednn

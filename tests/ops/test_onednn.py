@@ -33,12 +33,9 @@ from jaxcnn.ops.convolution import conv_config, resolve_impl
 from jaxcnn.proof.gradients import MODES
 from jaxcnn.ops.padding import output_spatial
 from hypothesis_profiles import examples
-from oracles import assert_close, conv_cases, run_fast
+from oracles import assert_close, conv_cases, needs_onednn, run_fast
 
 EPS32 = float(np.finfo(np.float32).eps)
-
-needs_onednn = pytest.mark.skipif(not onednn.available(),
-                                  reason=f"oneDNN extension unavailable: {onednn.unavailable_reason()}")
 
 
 def _lax(x, w, config):
